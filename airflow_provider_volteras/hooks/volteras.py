@@ -1,0 +1,313 @@
+"""``VolterasHook``: the synchronous client of the Volteras Connect API (``requests`` transport)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Generator, Iterator, Mapping
+from functools import cached_property
+from typing import Any, TypeVar
+
+import requests
+import tenacity
+from airflow.sdk import BaseHook
+
+from airflow_provider_volteras import _protocol as p
+from airflow_provider_volteras.commands import VehicleCommand, get_command_spec
+from airflow_provider_volteras.exceptions import (
+    VolterasCommandInProgressError,
+    VolterasError,
+    VolterasServerError,
+    VolterasTransportError,
+    VolterasUnexpectedResponseError,
+)
+
+T = TypeVar("T")
+
+_RENEW_LOCKS: dict[str, threading.Lock] = {}
+_RENEW_LOCKS_GUARD = threading.Lock()
+
+
+def _renew_lock(key: str) -> threading.Lock:
+    with _RENEW_LOCKS_GUARD:
+        return _RENEW_LOCKS.setdefault(key, threading.Lock())
+
+
+def _mask(secret: str | None) -> None:
+    if secret:
+        from airflow.sdk.log import mask_secret
+
+        mask_secret(secret)
+
+
+def drive(gen: Generator[Any, Any, T], step: Callable[[Any], Any]) -> T:
+    """Run a protocol generator to its end, answering each thing it yields with ``step(thing)``."""
+    answer: Any = None
+    while True:
+        try:
+            request = gen.send(answer)
+        except StopIteration as stop:
+            return stop.value
+        answer = step(request)
+
+
+class VolterasHook(BaseHook):
+    """Talk to the Volteras Connect API with OAuth 2.0 client credentials.
+
+    The connection's login is the client id, its password the client secret and its host the API
+    base URL (``https://api.volteras.com`` when empty; the sandbox is
+    ``https://api.sandbox.volteras.com``). Access tokens are cached per credentials in the process
+    and renewed shortly before they expire. Requests share one ``requests.Session``, each has a
+    timeout, and transient failures (connection errors, timeouts, 5xx, 429) are retried with
+    exponential backoff that honours ``Retry-After``.
+
+    :param volteras_conn_id: The Airflow connection to use.
+    """
+
+    conn_name_attr = "volteras_conn_id"
+    default_conn_name = "volteras_default"
+    conn_type = "volteras"
+    hook_name = "Volteras"
+
+    def __init__(self, volteras_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.volteras_conn_id = volteras_conn_id
+        self._token_cache = p.TOKEN_CACHE
+
+    def __repr__(self) -> str:
+        return f"<VolterasHook conn_id={self.volteras_conn_id!r}>"
+
+    # -- connection ---------------------------------------------------------------------------
+
+    @cached_property
+    def settings(self) -> p.ClientSettings:
+        settings = p.ClientSettings.from_connection(self.get_connection(self.volteras_conn_id))
+        _mask(settings.client_secret)
+        return settings
+
+    @cached_property
+    def session(self) -> requests.Session:
+        session = requests.Session()
+        session.verify = self.settings.verify
+        return session
+
+    def get_conn(self) -> requests.Session:
+        return self.session
+
+    def close(self) -> None:
+        if "session" in self.__dict__:
+            self.session.close()
+            del self.__dict__["session"]
+
+    # -- transport ----------------------------------------------------------------------------
+
+    def _send(self, request: p.ApiRequest) -> p.RawResponse:
+        settings = self.settings
+        auth = (settings.client_id, settings.client_secret) if request.auth == "basic" else None
+        try:
+            resp = self.session.request(
+                request.method,
+                settings.base_url + request.path,
+                params=request.params,
+                json=request.json_body,
+                data=request.form,
+                headers=request.headers(settings),
+                auth=auth,
+                timeout=(settings.connect_timeout, settings.timeout),
+                allow_redirects=False,
+            )
+        except requests.exceptions.RequestException as err:
+            raise _transport_error(request, err) from None
+        return p.RawResponse(resp.status_code, {k.lower(): v for k, v in resp.headers.items()}, resp.content)
+
+    def _step(self, step: Any) -> Any:
+        if step is p.RENEW_TOKEN:
+            return self._renew_token()
+        return self._send(step)
+
+    def _renew_token(self) -> str:
+        settings = self.settings
+        with _renew_lock(settings.cache_key):
+            token = self._token_cache.valid(settings)
+            if token is None:
+                token, refresh = drive(p.renew_flow(settings, self._token_cache), self._send)
+                _mask(token)
+                _mask(refresh)
+        return token
+
+    def _retrying(self) -> tenacity.Retrying:
+        return tenacity.Retrying(**p.retry_kwargs(self.settings, self.log))
+
+    def _call(self, request: p.ApiRequest) -> p.RawResponse:
+        """One authorised round trip (renewing the token on a 401), without retries."""
+        return drive(p.call_flow(self.settings, self._token_cache, request), self._step)
+
+    def _request(self, request: p.ApiRequest, parse: Callable[[p.RawResponse, p.ApiRequest], T]) -> T:
+        """An idempotent call with retries on transient failures."""
+        for attempt in self._retrying():
+            with attempt:
+                return parse(self._call(request), request)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- public API ---------------------------------------------------------------------------
+
+    def get_access_token(self) -> str:
+        """A valid access token, from the cache or freshly requested."""
+        token = self._token_cache.valid(self.settings)
+        if token is not None:
+            return token
+        for attempt in self._retrying():
+            with attempt:
+                return self._renew_token()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check the credentials with ``/v1/oauth2/test-token`` (the connection form's Test button)."""
+        try:
+            access = self._request(p.test_token_request(), p.parse_api_access)
+        except VolterasError as err:
+            return False, f"Volteras connection failed: {err}"
+        except Exception as err:  # noqa: BLE001 - the form shows the cause, whatever it is
+            return False, f"Volteras connection failed: {type(err).__name__}: {err}"
+        return True, (
+            f"Connected to Volteras organization {access['organizationId']} as client {access.get('clientId', '?')}."
+        )
+
+    def get_command_execution(self, vehicle_id: str, command_execution_id: str) -> dict[str, Any]:
+        """The command execution, as the API returns it (camelCase keys)."""
+        request = p.get_execution_request(vehicle_id, command_execution_id)
+        return self._request(
+            request,
+            lambda resp, req: p.parse_execution(resp, req, vehicle_id=vehicle_id, execution_id=command_execution_id),
+        )
+
+    def list_command_executions(
+        self,
+        vehicle_id: str,
+        *,
+        filter: Any = None,  # noqa: A002 - the API's name
+        max_page_size: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Executions of the vehicle, newest first, following ``nextPageToken`` lazily.
+
+        ``filter`` is the API's JSON listing filter: a ``{field, operator, value}`` term, a list of
+        terms, or the JSON text of one. Arguments are checked now; pages are fetched as you iterate.
+        """
+        first = p.list_executions_request(vehicle_id, filter=filter, max_page_size=max_page_size)
+
+        def pages() -> Iterator[dict[str, Any]]:
+            request: p.ApiRequest | None = first
+            while request is not None:
+                results, token = self._request(request, p.parse_page)
+                yield from results
+                request = (
+                    p.list_executions_request(vehicle_id, filter=filter, max_page_size=max_page_size, page_token=token)
+                    if token
+                    else None
+                )
+
+        return pages()
+
+    def get_rate_limits(self, vehicle_id: str) -> list[dict[str, Any]]:
+        """The vehicle's live rate limits (``remainingRequests``, ``maxRequests``, ``windowSizeSeconds``, ...)."""
+        return self._request(p.rate_limits_request(vehicle_id), p.parse_rate_limits)
+
+    def find_pending_execution(self, vehicle_id: str, command: str | VehicleCommand) -> dict[str, Any] | None:
+        """The newest ``PENDING`` execution of ``command`` on the vehicle, or ``None``."""
+        cmd = get_command_spec(command, creatable=False).command.value
+        for execution in self.list_command_executions(vehicle_id, filter=p.pending_filter(cmd), max_page_size=20):
+            # The filter narrows the listing; the check below is what decides.
+            if execution.get("command") == cmd and execution.get("status") == p.STATUS_PENDING:
+                if execution.get("vehicleId", vehicle_id) == vehicle_id and isinstance(execution.get("id"), str):
+                    return execution
+        return None
+
+    def create_command_execution(
+        self, vehicle_id: str, command: str | VehicleCommand, arguments: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Create a command execution (send the command to the vehicle) and return it.
+
+        Arguments are validated before anything is sent. When an attempt fails in a way that may
+        have reached the server (a read timeout, a connection reset, a 5xx), the next attempt first
+        looks for a pending execution of the same command on the vehicle and adopts it, so a command
+        is never sent twice by this method. ``COMMAND_ALREADY_IN_PROGRESS`` raises
+        ``VolterasCommandInProgressError`` unless it is the echo of our own earlier attempt.
+        """
+        request = p.create_command_request(vehicle_id, command, arguments)
+        cmd = get_command_spec(command).command
+        maybe_sent = False
+
+        def adopt() -> dict[str, Any] | None:
+            pending = self.find_pending_execution(vehicle_id, cmd)
+            if pending is not None:
+                self.log.warning(
+                    "Adopting pending %s execution %s on vehicle %s: an earlier attempt may have created it; "
+                    "not sending the command again.",
+                    cmd.value,
+                    pending["id"],
+                    vehicle_id,
+                )
+            return pending
+
+        for attempt in self._retrying():
+            with attempt:
+                if maybe_sent and (pending := adopt()) is not None:
+                    return pending
+                try:
+                    return p.parse_execution(self._call(request), request, vehicle_id=vehicle_id)
+                except VolterasCommandInProgressError:
+                    if maybe_sent and (pending := adopt()) is not None:
+                        return pending
+                    raise
+                except VolterasTransportError as err:
+                    maybe_sent = maybe_sent or err.maybe_sent
+                    raise
+                except VolterasServerError:
+                    maybe_sent = True
+                    raise
+                except VolterasUnexpectedResponseError:
+                    # A 2xx we could not read may still have created the command.
+                    if (pending := adopt()) is not None:
+                        return pending
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def wait_for_command_execution(
+        self,
+        vehicle_id: str,
+        command_execution_id: str,
+        *,
+        deadline: float,
+        poll_interval: float = p.DEFAULT_POLL_INTERVAL,
+    ) -> dict[str, Any] | None:
+        """Poll until the execution is ``EXECUTED`` or ``FAILED``; ``None`` if still pending at ``deadline``.
+
+        ``deadline`` is an absolute UTC epoch time. Polls start about a second apart and slow down
+        up to ``poll_interval`` seconds; polls that get no answer are logged and retried.
+        """
+        plan = p.WaitPlan(deadline=deadline, poll_interval=poll_interval)
+
+        def poll(pause: float) -> dict[str, Any] | Exception:
+            time.sleep(pause)
+            try:
+                return self.get_command_execution(vehicle_id, command_execution_id)
+            except VolterasError as err:
+                return err
+
+        return drive(p.watch_flow(plan, self.log, f"{vehicle_id}/{command_execution_id}"), poll)
+
+
+def _transport_error(request: p.ApiRequest, err: requests.exceptions.RequestException) -> VolterasTransportError:
+    from urllib3.exceptions import NewConnectionError
+
+    reason = getattr(err.args[0], "reason", None) if err.args else None
+    never_sent = isinstance(err, requests.exceptions.ConnectTimeout) or isinstance(reason, NewConnectionError)
+    kind = "timed out" if isinstance(err, requests.exceptions.Timeout) else "failed"
+    return VolterasTransportError(
+        f"{request.describe()} {kind}: {type(err).__name__}: {_short(err)}", maybe_sent=not never_sent
+    )
+
+
+def _short(err: Exception) -> str:
+    text = str(err)
+    return text if len(text) <= 300 else text[:300] + "..."
