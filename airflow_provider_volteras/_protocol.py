@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import itertools
 import json
 import logging
 import math
@@ -774,6 +775,10 @@ class WaitPlan:
 
     def __post_init__(self) -> None:
         self._delays = poll_delays(self.poll_interval)
+
+    def poll_now(self) -> None:
+        """Make the first poll immediate (a wait that resumes, e.g. after a triggerer restart)."""
+        self._delays = itertools.chain([0.0], self._delays)
 
     def next_sleep(self, now: float | None = None) -> float | None:
         """Seconds to sleep before the next poll; ``None`` once the deadline has passed."""

@@ -1,0 +1,175 @@
+"""Waiting for a command execution to end, shared by the command operators and the sensor.
+
+Deferrable mode checks the execution once and defers to ``CommandExecutionTrigger``; non-deferrable
+mode polls in the worker with the same schedule (:func:`_protocol.watch_flow`). Both end in
+:meth:`CommandWaitMixin.finish`, so both give the same outcomes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_volteras import _protocol as p
+from airflow_provider_volteras.exceptions import (
+    VolterasError,
+    VolterasFatalCommandError,
+    VolterasRetryableCommandError,
+)
+from airflow_provider_volteras.failures import DelayKind, api_failure, command_failure, pending_at_deadline
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_provider_volteras.hooks.volteras import VolterasHook
+
+
+def seconds(value: float | timedelta, name: str) -> float:
+    total = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(total, bool) or not isinstance(total, (int, float)) or not 0 < total < 7 * 24 * 3600:
+        raise ValueError(f"{name} must be a positive number of seconds (or a timedelta) under a week, got {value!r}")
+    return float(total)
+
+
+class CommandWaitMixin:
+    """Needs ``hook``, ``volteras_conn_id``, ``deferrable``, ``wait_poll_interval``, ``wait_timeout``,
+    ``retryable_reasons``, ``fatal_reasons`` and ``log`` on the class it is mixed into."""
+
+    volteras_conn_id: str
+    deferrable: bool
+    wait_poll_interval: float
+    wait_timeout: float
+    retryable_reasons: Iterable[str]
+    fatal_reasons: Iterable[str]
+    hook: VolterasHook
+    log: Any
+
+    if TYPE_CHECKING:
+
+        def defer(self, *, trigger: Any, method_name: str, kwargs: dict[str, Any] | None = None) -> None: ...
+
+    def wait_for(self, context: Context, execution: dict[str, Any], vehicle_id: str, command: str) -> dict[str, Any]:
+        """Return the execution once ``EXECUTED``; raise the mapped task failure otherwise."""
+        if p.is_terminal(execution):
+            return self.finish(execution, vehicle_id, command)
+        execution_id = execution["id"]
+        try:
+            execution = self.hook.get_command_execution(vehicle_id, execution_id)
+        except VolterasError as err:
+            raise api_failure(err, vehicle_id=vehicle_id, command=command, execution_id=execution_id) from err
+        if p.is_terminal(execution):
+            return self.finish(execution, vehicle_id, command)
+        started = time.time()
+        deadline = started + self.wait_timeout
+        if self.deferrable:
+            from airflow_provider_volteras.triggers.command_execution import CommandExecutionTrigger
+
+            self.log.info(
+                "%s execution %s on vehicle %s is PENDING; deferring until %s",
+                command,
+                execution_id,
+                vehicle_id,
+                datetime.fromtimestamp(deadline, tz=timezone.utc).isoformat(),
+            )
+            self.defer(
+                trigger=CommandExecutionTrigger(
+                    vehicle_id=vehicle_id,
+                    command_execution_id=execution_id,
+                    deadline=deadline,
+                    volteras_conn_id=self.volteras_conn_id,
+                    poll_interval=self.wait_poll_interval,
+                    command=command,
+                ),
+                method_name="execute_complete",
+            )
+        self.log.info("%s execution %s on vehicle %s is PENDING; waiting in the worker", command, execution_id, vehicle_id)
+        try:
+            final = self.hook.wait_for_command_execution(
+                vehicle_id, execution_id, deadline=deadline, poll_interval=self.wait_poll_interval
+            )
+        except VolterasError as err:
+            raise api_failure(err, vehicle_id=vehicle_id, command=command, execution_id=execution_id) from err
+        if final is None:
+            raise pending_at_deadline(vehicle_id, command, execution_id, time.time() - started)
+        return self.finish(final, vehicle_id, command)
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Resume after the trigger fired. Every event is handled; none falls through to success."""
+        payload = event if isinstance(event, dict) else {}
+        status = payload.get("status")
+        vehicle_id = str(payload.get("vehicle_id") or "?")
+        command = str(payload.get("command") or "command")
+        execution_id = payload.get("command_execution_id")
+        if status in ("executed", "failed") and isinstance(payload.get("execution"), dict):
+            return self.finish(payload["execution"], vehicle_id, command)
+        if status == "timeout":
+            deadline_wait = self.wait_timeout
+            raise pending_at_deadline(vehicle_id, command, execution_id, deadline_wait)
+        if status == "error":
+            cls = VolterasRetryableCommandError if payload.get("retryable", True) else VolterasFatalCommandError
+            raise cls(
+                str(payload.get("message") or "the trigger reported an error"),
+                vehicle_id=vehicle_id,
+                command=command,
+                execution_id=execution_id,
+                reason=str(payload.get("error_type") or "ERROR"),
+                delay_kind=DelayKind.TRANSIENT.value,
+            )
+        raise VolterasRetryableCommandError(
+            f"Volteras command {command} on vehicle {vehicle_id}: the trigger sent an event this provider does not "
+            f"understand ({str(event)[:200]}); the outcome is unknown. Airflow will retry the task.",
+            vehicle_id=vehicle_id,
+            command=command,
+            execution_id=execution_id,
+            reason="UNKNOWN_EVENT",
+        )
+
+    def finish(self, execution: dict[str, Any], vehicle_id: str, command: str) -> dict[str, Any]:
+        status = execution.get("status")
+        command = str(execution.get("command") or command)
+        if status == p.STATUS_EXECUTED:
+            self.log.info(
+                "%s on vehicle %s EXECUTED (execution %s, executedAt %s)",
+                command,
+                vehicle_id,
+                execution.get("id"),
+                execution.get("executedAt"),
+            )
+            return execution
+        if status == p.STATUS_FAILED:
+            error = command_failure(
+                execution,
+                vehicle_id=vehicle_id,
+                command=command,
+                retryable_reasons=self.retryable_reasons,
+                fatal_reasons=self.fatal_reasons,
+            )
+            if error.retryable and error.delay_kind == DelayKind.RATE_LIMITED.value:
+                error.rate_limit_window_seconds = self._rate_limit_window(vehicle_id)
+            self.log.error("%s", error)
+            raise error
+        raise VolterasRetryableCommandError(
+            f"Volteras command {command} on vehicle {vehicle_id} (execution {execution.get('id')}) ended the wait "
+            f"with status {str(status)[:40]!r}, which is neither EXECUTED nor FAILED. Airflow will retry the task.",
+            vehicle_id=vehicle_id,
+            command=command,
+            execution_id=execution.get("id"),
+            reason="UNEXPECTED_STATUS",
+        )
+
+    def _rate_limit_window(self, vehicle_id: str) -> int | None:
+        """The longest rate-limit window of the vehicle, from ``/v1/rate-limits``; ``None`` if it does not answer."""
+        try:
+            limits = self.hook.get_rate_limits(vehicle_id)
+        except VolterasError as err:
+            self.log.warning("Could not read the rate limits of vehicle %s: %s", vehicle_id, err)
+            return None
+        windows = [
+            int(r["windowSizeSeconds"])
+            for r in limits
+            if isinstance(r.get("windowSizeSeconds"), int) and not isinstance(r.get("windowSizeSeconds"), bool)
+        ]
+        return max(windows) if windows else None
+

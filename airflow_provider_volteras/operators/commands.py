@@ -1,0 +1,322 @@
+"""Operators that send a command to a vehicle and report, truthfully, whether it was executed.
+
+``VolterasCommandOperator`` sends any creatable command; ``ClimateOffOperator`` and the other named
+operators are thin subclasses made from the command catalogue (:mod:`airflow_provider_volteras.commands`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowSkipException
+
+from airflow_provider_volteras import _protocol as p
+from airflow_provider_volteras._waiting import CommandWaitMixin, seconds
+from airflow_provider_volteras.commands import CommandSpec, VehicleCommand, build_payload, get_command_spec
+from airflow_provider_volteras.exceptions import (
+    VolterasCommandInProgressError,
+    VolterasError,
+    VolterasFatalCommandError,
+    VolterasInvalidInputError,
+    VolterasNotFoundError,
+    VolterasRetryableCommandError,
+)
+from airflow_provider_volteras.failures import api_failure, classify_reason
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_provider_volteras.hooks.volteras import VolterasHook
+
+IfInProgress = Literal["wait", "fail", "skip"]
+STATE_KEY = "volteras_command_execution"
+"""Key of the task state store entry that remembers the execution a task created (do not rename)."""
+
+
+def _is_static(value: Any) -> bool:
+    """True when ``value`` is final at DAG-parse time (not a Jinja template or an XCom reference)."""
+    if isinstance(value, str):
+        return "{{" not in value and "{%" not in value
+    if isinstance(value, Mapping):
+        return all(_is_static(v) for v in value.values())
+    return isinstance(value, (int, float, bool, type(None)))
+
+
+class VolterasCommandOperator(CommandWaitMixin, BaseOperator):
+    """Send a command to a vehicle through Volteras Connect and wait until it is executed.
+
+    The task succeeds only when the API reports the execution ``EXECUTED``. A ``FAILED`` execution
+    fails the task: at once for reasons a person must fix, with a retry otherwise (see the README's
+    failure-reason table). A retry never sends a duplicate: the task remembers its execution in the
+    task state store and re-attaches to it while it is pending.
+
+    :param vehicle_id: Volteras vehicle id (templated).
+    :param command: A creatable ``VehicleCommandEnum`` value, e.g. ``"CLIMATE_OFF"`` (templated).
+    :param arguments: The command's JSON arguments with the API's names, e.g.
+        ``{"driverTemperature": 21, "passengerTemperature": 21}`` (templated).
+    :param volteras_conn_id: The Volteras connection.
+    :param wait_for_completion: Wait for ``EXECUTED``/``FAILED`` (default). When ``False`` the task
+        returns the created execution at once (feed its ``id`` to ``CommandExecutionSensor``).
+    :param deferrable: Wait in the triggerer, freeing the worker slot (default ``True``).
+    :param poll_interval: Longest pause between two status checks, in seconds (polls start ~1 s apart).
+    :param timeout: How long to wait for the command to end, in seconds or a ``timedelta``; a command
+        still pending then fails the task (retryable).
+    :param if_in_progress: On ``COMMAND_ALREADY_IN_PROGRESS``: ``"wait"`` adopts the pending execution
+        and waits for it, ``"fail"`` fails the task without retry, ``"skip"`` skips the task.
+    :param retryable_reasons: ``failedReason`` codes to treat as retryable for this task.
+    :param fatal_reasons: ``failedReason`` codes to treat as fatal for this task (wins over the above).
+    """
+
+    template_fields: Sequence[str] = ("vehicle_id", "command", "arguments")
+    template_fields_renderers = {"arguments": "json"}
+    ui_color = "#d7f3e3"
+
+    def __init__(
+        self,
+        *,
+        vehicle_id: str,
+        command: str | VehicleCommand,
+        arguments: dict[str, Any] | None = None,
+        volteras_conn_id: str = "volteras_default",
+        wait_for_completion: bool = True,
+        deferrable: bool = True,
+        poll_interval: float | timedelta = p.DEFAULT_POLL_INTERVAL,
+        timeout: float | timedelta = p.DEFAULT_WAIT_TIMEOUT,
+        if_in_progress: IfInProgress = "wait",
+        retryable_reasons: Iterable[str] = (),
+        fatal_reasons: Iterable[str] = (),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.vehicle_id = vehicle_id
+        self.command = command.value if isinstance(command, VehicleCommand) else command
+        self.arguments = arguments
+        self.volteras_conn_id = volteras_conn_id
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = deferrable
+        self.wait_poll_interval = seconds(poll_interval, "poll_interval")
+        self.wait_timeout = seconds(timeout, "timeout")
+        if if_in_progress not in ("wait", "fail", "skip"):
+            raise ValueError(f"if_in_progress must be 'wait', 'fail' or 'skip', got {if_in_progress!r}")
+        self.if_in_progress = if_in_progress
+        self.retryable_reasons = tuple(retryable_reasons)
+        self.fatal_reasons = tuple(fatal_reasons)
+        # Refuse what is already wrong at parse time; templated values are checked when the task runs.
+        if _is_static(self.vehicle_id):
+            p.validate_id(self.vehicle_id)
+        if _is_static(self.command):
+            get_command_spec(self.command)
+            if _is_static(self.command_arguments()):
+                build_payload(self.command, self.command_arguments())
+
+    def command_arguments(self) -> dict[str, Any] | None:
+        """The JSON arguments to send (subclasses build them from typed parameters)."""
+        return self.arguments
+
+    @cached_property
+    def hook(self) -> VolterasHook:
+        from airflow_provider_volteras.hooks.volteras import VolterasHook
+
+        return VolterasHook(volteras_conn_id=self.volteras_conn_id)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        command = str(self.command)
+        try:
+            vehicle_id = p.validate_id(self.vehicle_id)
+            spec = get_command_spec(command)
+            arguments = build_payload(spec.command, self.command_arguments())
+        except VolterasInvalidInputError as err:
+            raise api_failure(err, vehicle_id=str(self.vehicle_id)[:80], command=command) from err
+        command = spec.command.value
+        store = context.get("task_state_store")
+        execution = self._resume(store, vehicle_id, spec)
+        if execution is None:
+            execution = self._create(vehicle_id, spec, arguments)
+            if store is not None:
+                store.set(STATE_KEY, {"id": execution["id"], "vehicle_id": vehicle_id, "command": command})
+            else:
+                self.log.warning("No task state store in the context: a retry cannot re-attach to this execution.")
+        if not self.wait_for_completion:
+            return execution
+        return self.wait_for(context, execution, vehicle_id, command)
+
+    def _resume(self, store: Any, vehicle_id: str, spec: CommandSpec) -> dict[str, Any] | None:
+        """The execution an earlier try of this task created, if it is still worth following."""
+        record = store.get(STATE_KEY) if store is not None else None
+        if not isinstance(record, dict) or not record.get("id"):
+            return None
+        command = spec.command.value
+        if record.get("vehicle_id") != vehicle_id or record.get("command") != command:
+            self.log.info("An earlier try sent %s to %s; this try sends %s to %s.", record.get("command"),
+                          record.get("vehicle_id"), command, vehicle_id)
+            return None
+        try:
+            execution = self.hook.get_command_execution(vehicle_id, str(record["id"]))
+        except VolterasNotFoundError:
+            self.log.warning("Execution %s from an earlier try no longer exists; sending a new command.", record["id"])
+            return None
+        except VolterasError as err:
+            raise api_failure(err, vehicle_id=vehicle_id, command=command, execution_id=str(record["id"])) from err
+        status = execution.get("status")
+        if status == p.STATUS_PENDING:
+            self.log.info("Re-attaching to %s execution %s on vehicle %s from an earlier try (still PENDING); "
+                          "not sending the command again.", command, execution["id"], vehicle_id)
+            return execution
+        if status == p.STATUS_EXECUTED:
+            self.log.info("%s execution %s on vehicle %s from an earlier try already EXECUTED; not sending again.",
+                          command, execution["id"], vehicle_id)
+            return execution
+        reason = classify_reason(execution.get("failedReason"), retryable_reasons=self.retryable_reasons,
+                                 fatal_reasons=self.fatal_reasons)
+        self.log.info("Execution %s from an earlier try FAILED (%s, %s); sending the command again.", execution["id"],
+                      reason.reason, "retryable" if reason.retryable else "fatal, task was cleared")
+        return None
+
+    def _create(self, vehicle_id: str, spec: CommandSpec, arguments: dict[str, Any] | None) -> dict[str, Any]:
+        command = spec.command.value
+        try:
+            execution = self.hook.create_command_execution(vehicle_id, spec.command, arguments)
+        except VolterasCommandInProgressError as err:
+            return self._in_progress(err, vehicle_id, spec)
+        except VolterasError as err:
+            raise api_failure(err, vehicle_id=vehicle_id, command=command) from err
+        self.log.info("Sent %s to vehicle %s: execution %s is %s.", command, vehicle_id, execution["id"],
+                      execution["status"])
+        return execution
+
+    def _in_progress(self, err: VolterasCommandInProgressError, vehicle_id: str, spec: CommandSpec) -> dict[str, Any]:
+        command = spec.command.value
+        what = f"A {command} command is already pending on vehicle {vehicle_id} (requestId {err.request_id})"
+        if self.if_in_progress == "fail":
+            raise VolterasFatalCommandError(
+                f"{what}; if_in_progress='fail', so this task fails. Airflow will NOT retry the task.",
+                vehicle_id=vehicle_id, command=command, reason="COMMAND_ALREADY_IN_PROGRESS",
+            )
+        if self.if_in_progress == "skip":
+            raise AirflowSkipException(f"{what}; if_in_progress='skip', so this task is skipped.")
+        try:
+            pending = self.hook.find_pending_execution(vehicle_id, spec.command)
+        except VolterasError as lookup_error:
+            raise api_failure(lookup_error, vehicle_id=vehicle_id, command=command) from lookup_error
+        if pending is None:
+            raise VolterasRetryableCommandError(
+                f"{what}, but it was no longer pending when looked up, so its outcome is unknown to this task. "
+                "Airflow will retry the task.",
+                vehicle_id=vehicle_id, command=command, reason="COMMAND_ALREADY_IN_PROGRESS",
+            )
+        self.log.warning("%s: adopting execution %s and waiting for it instead of sending another.", what,
+                         pending["id"])
+        return pending
+
+
+class _CatalogueOperator(VolterasCommandOperator):
+    """Base of the named operators: the command comes from the class, arguments from typed parameters."""
+
+    spec: ClassVar[CommandSpec]
+
+    def __init__(self, *, vehicle_id: str, **kwargs: Any) -> None:
+        if "command" in kwargs:
+            raise TypeError(f"{type(self).__name__} always sends {self.spec.command.value}; do not pass command=")
+        super().__init__(vehicle_id=vehicle_id, command=self.spec.command.value, **kwargs)
+
+
+def _operator(command: VehicleCommand) -> type[_CatalogueOperator]:
+    """Make the named operator of a command that takes no arguments."""
+    spec = get_command_spec(command)
+    if spec.payload or spec.operator_name is None:
+        raise VolterasInvalidInputError(f"{command.value} needs a hand-written operator")
+    cls = type(
+        spec.operator_name,
+        (_CatalogueOperator,),
+        {
+            "spec": spec,
+            "__module__": __name__,
+            "__qualname__": spec.operator_name,
+            "__doc__": f"{spec.description} Sends ``{command.value}``; see ``VolterasCommandOperator`` for the "
+            "parameters (all but ``command`` and ``arguments``).",
+            "template_fields": ("vehicle_id",),
+        },
+    )
+    return cls
+
+
+ClimateOffOperator = _operator(VehicleCommand.CLIMATE_OFF)
+ClimateOnOperator = _operator(VehicleCommand.CLIMATE_ON)
+StartHvacSystemOperator = _operator(VehicleCommand.START_HVAC_SYSTEM)
+LockDoorsOperator = _operator(VehicleCommand.LOCK_DOORS)
+UnlockDoorsOperator = _operator(VehicleCommand.UNLOCK_DOORS)
+ActuateFrontTrunkOperator = _operator(VehicleCommand.ACTUATE_FRONT_TRUNK)
+ActuateRearTrunkOperator = _operator(VehicleCommand.ACTUATE_REAR_TRUNK)
+OpenChargePortOperator = _operator(VehicleCommand.OPEN_CHARGE_PORT)
+CloseChargePortOperator = _operator(VehicleCommand.CLOSE_CHARGE_PORT)
+StartChargingOperator = _operator(VehicleCommand.START_CHARGING)
+StopChargingOperator = _operator(VehicleCommand.STOP_CHARGING)
+
+
+def _typed_arguments(op: _CatalogueOperator) -> dict[str, Any]:
+    """The JSON arguments from typed parameters; a rendered template's numeric text becomes a number."""
+    args: dict[str, Any] = {}
+    for field in op.spec.payload:
+        value = getattr(op, field.param_name)
+        if isinstance(value, str) and _is_static(value):
+            try:
+                value = int(value) if field.integer and value.strip().lstrip("-").isdigit() else float(value)
+            except ValueError:
+                pass  # refused with a clear message by build_payload
+        args[field.api_name] = value
+    return args
+
+
+class SetTemperatureOperator(_CatalogueOperator):
+    """Set the cabin temperatures (°C). Sends ``SET_TEMPERATURE``.
+
+    :param driver_temperature: Driver side, 15 to 28 °C (templated).
+    :param passenger_temperature: Passenger side, 15 to 28 °C (templated).
+    """
+
+    spec = get_command_spec(VehicleCommand.SET_TEMPERATURE)
+    template_fields: Sequence[str] = ("vehicle_id", "driver_temperature", "passenger_temperature")
+
+    def __init__(
+        self, *, vehicle_id: str, driver_temperature: float | str, passenger_temperature: float | str, **kwargs: Any
+    ) -> None:
+        self.driver_temperature = driver_temperature
+        self.passenger_temperature = passenger_temperature
+        super().__init__(vehicle_id=vehicle_id, **kwargs)
+
+    def command_arguments(self) -> dict[str, Any]:
+        return _typed_arguments(self)
+
+
+class SetChargeLimitOperator(_CatalogueOperator):
+    """Set the maximum state of charge. Sends ``SET_CHARGE_LIMIT``.
+
+    :param limit: Charge limit in percent, 50 to 100 (templated).
+    """
+
+    spec = get_command_spec(VehicleCommand.SET_CHARGE_LIMIT)
+    template_fields: Sequence[str] = ("vehicle_id", "limit")
+
+    def __init__(self, *, vehicle_id: str, limit: int | str, **kwargs: Any) -> None:
+        self.limit = limit
+        super().__init__(vehicle_id=vehicle_id, **kwargs)
+
+    def command_arguments(self) -> dict[str, Any]:
+        return _typed_arguments(self)
+
+
+#: The ready operator of every creatable command.
+OPERATORS: dict[VehicleCommand, type[_CatalogueOperator]] = {
+    cls.spec.command: cls
+    for cls in (
+        ClimateOffOperator, ClimateOnOperator, StartHvacSystemOperator, SetTemperatureOperator, LockDoorsOperator,
+        UnlockDoorsOperator, ActuateFrontTrunkOperator, ActuateRearTrunkOperator, OpenChargePortOperator,
+        CloseChargePortOperator, StartChargingOperator, StopChargingOperator, SetChargeLimitOperator,
+    )
+}
+
+__all__ = ["OPERATORS", "VolterasCommandOperator", *(cls.__name__ for cls in OPERATORS.values())]

@@ -1,0 +1,94 @@
+"""``CommandExecutionSensor``: wait for a command execution created elsewhere to end."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator
+
+from airflow_provider_volteras import _protocol as p
+from airflow_provider_volteras._waiting import CommandWaitMixin, seconds
+from airflow_provider_volteras.exceptions import VolterasError, VolterasInvalidInputError
+from airflow_provider_volteras.failures import api_failure
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_provider_volteras.hooks.volteras import VolterasHook
+
+
+class CommandExecutionSensor(CommandWaitMixin, BaseSensorOperator):
+    """Wait until a command execution is ``EXECUTED``; fail the way the command operators do otherwise.
+
+    Pair it with ``ClimateOffOperator(wait_for_completion=False)`` (or any command operator) and pass
+    ``command_execution_id="{{ ti.xcom_pull(task_ids='...')['id'] }}"`` or ``op.output["id"]``.
+    Returns the final execution dict.
+
+    :param vehicle_id: Volteras vehicle id (templated).
+    :param command_execution_id: The execution to wait for (templated).
+    :param volteras_conn_id: The Volteras connection.
+    :param deferrable: Wait in the triggerer (default ``True``); otherwise poll in the worker.
+    :param poke_interval: Longest pause between two status checks, in seconds (polls start ~1 s apart).
+    :param timeout: How long to wait, in seconds or a ``timedelta``; a command still pending then
+        fails the task (retryable, unlike a plain sensor timeout).
+    :param retryable_reasons: ``failedReason`` codes to treat as retryable for this task.
+    :param fatal_reasons: ``failedReason`` codes to treat as fatal for this task.
+    """
+
+    template_fields: Sequence[str] = ("vehicle_id", "command_execution_id")
+    ui_color = "#e8f7ff"
+
+    def __init__(
+        self,
+        *,
+        vehicle_id: str,
+        command_execution_id: str,
+        volteras_conn_id: str = "volteras_default",
+        deferrable: bool = True,
+        poke_interval: float | timedelta = p.DEFAULT_POLL_INTERVAL,
+        timeout: float | timedelta = p.DEFAULT_WAIT_TIMEOUT,
+        retryable_reasons: Iterable[str] = (),
+        fatal_reasons: Iterable[str] = (),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
+        self.vehicle_id = vehicle_id
+        self.command_execution_id = command_execution_id
+        self.volteras_conn_id = volteras_conn_id
+        self.deferrable = deferrable
+        self.wait_poll_interval = seconds(poke_interval, "poke_interval")
+        self.wait_timeout = seconds(timeout, "timeout")
+        self.retryable_reasons = tuple(retryable_reasons)
+        self.fatal_reasons = tuple(fatal_reasons)
+
+    @cached_property
+    def hook(self) -> VolterasHook:
+        from airflow_provider_volteras.hooks.volteras import VolterasHook
+
+        return VolterasHook(volteras_conn_id=self.volteras_conn_id)
+
+    def _execution(self) -> tuple[str, dict[str, Any]]:
+        try:
+            vehicle_id = p.validate_id(self.vehicle_id)
+            execution_id = p.validate_id(self.command_execution_id, "command_execution_id")
+        except VolterasInvalidInputError as err:
+            raise api_failure(err, vehicle_id=str(self.vehicle_id)[:80], command="command") from err
+        try:
+            return vehicle_id, self.hook.get_command_execution(vehicle_id, execution_id)
+        except VolterasError as err:
+            raise api_failure(err, vehicle_id=vehicle_id, command="command", execution_id=execution_id) from err
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        vehicle_id, execution = self._execution()
+        return self.wait_for(context, execution, vehicle_id, str(execution.get("command") or "command"))
+
+    def poke(self, context: Context) -> bool:
+        """One check, for callers that drive the sensor themselves; ``execute`` does not use it."""
+        vehicle_id, execution = self._execution()
+        if not p.is_terminal(execution):
+            return False
+        self.finish(execution, vehicle_id, str(execution.get("command")))
+        return True

@@ -1,0 +1,130 @@
+"""``CommandExecutionTrigger``: waits, in the triggerer, for a command execution to end."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_volteras import _protocol as p
+from airflow_provider_volteras.exceptions import VolterasError
+
+
+def deadline_to_iso(deadline: datetime | str | float) -> str:
+    """Normalise a deadline (aware datetime, ISO text or epoch seconds) to ISO 8601 UTC text."""
+    if isinstance(deadline, str):
+        deadline = datetime.fromisoformat(deadline)
+    elif isinstance(deadline, (int, float)):
+        deadline = datetime.fromtimestamp(deadline, tz=timezone.utc)
+    if deadline.tzinfo is None:
+        raise ValueError("deadline must be timezone-aware (UTC)")
+    return deadline.astimezone(timezone.utc).isoformat()
+
+
+class CommandExecutionTrigger(BaseTrigger):
+    """Poll a command execution until it is ``EXECUTED`` or ``FAILED``, or the deadline passes.
+
+    Its serialized kwargs hold ids and settings only, never a secret or token, and the deadline is
+    absolute, so a triggerer restart resumes the same wait. Polls start about a second apart and slow
+    down up to ``poll_interval``; failed polls back off and the wait goes on until the deadline.
+
+    Events (``TriggerEvent.payload``):
+
+    * ``{"status": "executed", "execution": {...}}``
+    * ``{"status": "failed", "execution": {...}}``
+    * ``{"status": "timeout", "execution": {... last seen, or None}}``
+    * ``{"status": "error", "error_type": ..., "message": ..., "retryable": bool}``
+
+    Every event also carries ``vehicle_id``, ``command_execution_id`` and ``command``.
+    """
+
+    def __init__(
+        self,
+        *,
+        vehicle_id: str,
+        command_execution_id: str,
+        deadline: datetime | str | float,
+        volteras_conn_id: str = "volteras_default",
+        poll_interval: float = p.DEFAULT_POLL_INTERVAL,
+        command: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.vehicle_id = p.validate_id(vehicle_id)
+        self.command_execution_id = p.validate_id(command_execution_id, "command_execution_id")
+        self.deadline = deadline_to_iso(deadline)
+        self.volteras_conn_id = volteras_conn_id
+        self.poll_interval = float(poll_interval)
+        self.command = command
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "vehicle_id": self.vehicle_id,
+                "command_execution_id": self.command_execution_id,
+                "deadline": self.deadline,
+                "volteras_conn_id": self.volteras_conn_id,
+                "poll_interval": self.poll_interval,
+                "command": self.command,
+            },
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"<CommandExecutionTrigger vehicle_id={self.vehicle_id!r} "
+            f"command_execution_id={self.command_execution_id!r} deadline={self.deadline}>"
+        )
+
+    def _event(self, status: str, **payload: Any) -> TriggerEvent:
+        return TriggerEvent(
+            {
+                "status": status,
+                "vehicle_id": self.vehicle_id,
+                "command_execution_id": self.command_execution_id,
+                "command": self.command,
+                **payload,
+            }
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_provider_volteras.failures import api_failure
+        from airflow_provider_volteras.triggers._async_client import AsyncVolterasClient
+
+        plan = p.WaitPlan(deadline=datetime.fromisoformat(self.deadline).timestamp(), poll_interval=self.poll_interval)
+        plan.poll_now()
+        what = f"{self.command or 'command'} execution {self.command_execution_id} on vehicle {self.vehicle_id}"
+        last: dict[str, Any] | None = None
+        try:
+            async with AsyncVolterasClient.open(self.volteras_conn_id, self.log) as client:
+                flow = p.watch_flow(plan, self.log, what)
+                outcome: Any = None
+                while True:
+                    try:
+                        pause = flow.send(outcome)
+                    except StopIteration as stop:
+                        final = stop.value
+                        break
+                    await asyncio.sleep(pause)
+                    try:
+                        outcome = await client.get_command_execution(self.vehicle_id, self.command_execution_id)
+                        last = outcome
+                    except VolterasError as err:
+                        outcome = err
+        except VolterasError as err:
+            failure = api_failure(
+                err,
+                vehicle_id=self.vehicle_id,
+                command=self.command or "command",
+                execution_id=self.command_execution_id,
+            )
+            yield self._event("error", error_type=type(err).__name__, message=str(failure), retryable=failure.retryable)
+            return
+        if final is None:
+            yield self._event("timeout", execution=last)
+        elif final["status"] == p.STATUS_EXECUTED:
+            yield self._event("executed", execution=final)
+        else:
+            yield self._event("failed", execution=final)
