@@ -362,12 +362,15 @@ def list_executions_request(
     return ApiRequest("GET", f"/v1/vehicles/{_seg(validate_id(vehicle_id))}/command-executions", params=params or None)
 
 
-def pending_filter(command: str | VehicleCommand) -> list[dict[str, str]]:
-    cmd = get_command_spec(command, creatable=False).command.value
-    return [
-        {"field": "command", "operator": "eq", "value": cmd},
-        {"field": "status", "operator": "eq", "value": STATUS_PENDING},
-    ]
+ADOPTION_PAGE_SIZE = 20
+
+
+def command_filter(command: str | VehicleCommand, status: str | None = None) -> list[dict[str, str]]:
+    """The listing filter for one command (and status). Callers still check each result themselves."""
+    terms = [{"field": "command", "operator": "eq", "value": get_command_spec(command, creatable=False).command.value}]
+    if status is not None:
+        terms.append({"field": "status", "operator": "eq", "value": status})
+    return terms
 
 
 def rate_limits_request(vehicle_id: str) -> ApiRequest:
@@ -713,7 +716,7 @@ class _BackoffOrRetryAfter(tenacity.wait.wait_base):
     """Exponential backoff with jitter; a ``Retry-After`` from the server wins when it is longer."""
 
     def __init__(self, settings: ClientSettings) -> None:
-        self.backoff = tenacity.wait_exponential_jitter(initial=0.5, max=settings.retry_max_wait, jitter=0.5)
+        self.backoff = tenacity.wait_exponential_jitter(multiplier=0.5, max=settings.retry_max_wait, jitter=0.5)
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
         wait = self.backoff(retry_state)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
@@ -215,49 +216,66 @@ class VolterasHook(BaseHook):
     def find_pending_execution(self, vehicle_id: str, command: str | VehicleCommand) -> dict[str, Any] | None:
         """The newest ``PENDING`` execution of ``command`` on the vehicle, or ``None``."""
         cmd = get_command_spec(command, creatable=False).command.value
-        for execution in self.list_command_executions(vehicle_id, filter=p.pending_filter(cmd), max_page_size=20):
+        for execution in self.list_command_executions(vehicle_id, filter=p.command_filter(cmd, p.STATUS_PENDING), max_page_size=p.ADOPTION_PAGE_SIZE):
             # The filter narrows the listing; the check below is what decides.
             if execution.get("command") == cmd and execution.get("status") == p.STATUS_PENDING:
                 if execution.get("vehicleId", vehicle_id) == vehicle_id and isinstance(execution.get("id"), str):
                     return execution
         return None
 
+    def _recent_execution_ids(self, vehicle_id: str, command: VehicleCommand) -> list[str]:
+        """Ids of the newest page of executions of ``command`` on the vehicle, newest first."""
+        ids: list[str] = []
+        listing = self.list_command_executions(
+            vehicle_id, filter=p.command_filter(command), max_page_size=p.ADOPTION_PAGE_SIZE
+        )
+        for execution in itertools.islice(listing, p.ADOPTION_PAGE_SIZE):
+            if execution.get("command") == command.value and isinstance(execution.get("id"), str):
+                ids.append(execution["id"])
+        return ids
+
     def create_command_execution(
         self, vehicle_id: str, command: str | VehicleCommand, arguments: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
         """Create a command execution (send the command to the vehicle) and return it.
 
-        Arguments are validated before anything is sent. When an attempt fails in a way that may
-        have reached the server (a read timeout, a connection reset, a 5xx), the next attempt first
-        looks for a pending execution of the same command on the vehicle and adopts it, so a command
-        is never sent twice by this method. ``COMMAND_ALREADY_IN_PROGRESS`` raises
-        ``VolterasCommandInProgressError`` unless it is the echo of our own earlier attempt.
+        Arguments are validated before anything is sent. The API has no idempotency key, so before
+        sending, the ids of the command's recent executions on the vehicle are noted. When an attempt
+        fails in a way that may have reached the server (a read timeout, a connection reset, a 5xx,
+        an unreadable 2xx), the execution that appeared since is adopted, whatever its status, and the
+        command is sent again only when none appeared: this method never sends a command twice.
+        ``COMMAND_ALREADY_IN_PROGRESS`` raises ``VolterasCommandInProgressError`` unless it is the echo
+        of our own earlier attempt.
         """
         request = p.create_command_request(vehicle_id, command, arguments)
         cmd = get_command_spec(command).command
+        before = set(self._recent_execution_ids(vehicle_id, cmd))
         maybe_sent = False
 
         def adopt() -> dict[str, Any] | None:
-            pending = self.find_pending_execution(vehicle_id, cmd)
-            if pending is not None:
-                self.log.warning(
-                    "Adopting pending %s execution %s on vehicle %s: an earlier attempt may have created it; "
-                    "not sending the command again.",
-                    cmd.value,
-                    pending["id"],
-                    vehicle_id,
-                )
-            return pending
+            new = [i for i in self._recent_execution_ids(vehicle_id, cmd) if i not in before]
+            if not new:
+                return None
+            execution = self.get_command_execution(vehicle_id, new[0])
+            self.log.warning(
+                "An earlier attempt to send %s to vehicle %s got no clear answer but created execution %s (%s); "
+                "adopting it instead of sending the command again.",
+                cmd.value,
+                vehicle_id,
+                execution["id"],
+                execution["status"],
+            )
+            return execution
 
         for attempt in self._retrying():
             with attempt:
-                if maybe_sent and (pending := adopt()) is not None:
-                    return pending
+                if maybe_sent and (adopted := adopt()) is not None:
+                    return adopted
                 try:
                     return p.parse_execution(self._call(request), request, vehicle_id=vehicle_id)
                 except VolterasCommandInProgressError:
-                    if maybe_sent and (pending := adopt()) is not None:
-                        return pending
+                    if maybe_sent and (adopted := adopt()) is not None:
+                        return adopted
                     raise
                 except VolterasTransportError as err:
                     maybe_sent = maybe_sent or err.maybe_sent
@@ -267,8 +285,8 @@ class VolterasHook(BaseHook):
                     raise
                 except VolterasUnexpectedResponseError:
                     # A 2xx we could not read may still have created the command.
-                    if (pending := adopt()) is not None:
-                        return pending
+                    if (adopted := adopt()) is not None:
+                        return adopted
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
