@@ -140,6 +140,8 @@ class VolterasCommandOperator(CommandWaitMixin, BaseOperator):
                 store.set(STATE_KEY, {"id": execution["id"], "vehicle_id": vehicle_id, "command": command})
             else:
                 self.log.warning("No task state store in the context: a retry cannot re-attach to this execution.")
+        # ``op.output["id"]`` in a DAG reads this key: it feeds CommandExecutionSensor.
+        context["ti"].xcom_push(key="id", value=execution["id"])
         if not self.wait_for_completion:
             return execution
         return self.wait_for(context, execution, vehicle_id, command)
