@@ -70,7 +70,7 @@ def _as_bool(name: str, value: Any) -> bool:
 def _as_number(name: str, value: Any, *, minimum: float, maximum: float) -> float:
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise VolterasConfigurationError(f"Connection extra '{name}' must be a number, got {value!r}.") from None
     if isinstance(value, bool) or not math.isfinite(number) or not minimum <= number <= maximum:
         raise VolterasConfigurationError(
@@ -174,6 +174,13 @@ class ClientSettings:
         return (self.client_secret,)
 
 
+def missing_connection_message(conn_id: str) -> str:
+    return (
+        f"The Airflow connection '{conn_id}' is not defined. Create it with conn type 'volteras' (login = client "
+        f"id, password = client secret), e.g. the env var AIRFLOW_CONN_{conn_id.upper()}."
+    )
+
+
 def _host_to_url(conn: Any) -> str:
     host = (conn.host or "").strip()
     if not host:
@@ -245,9 +252,9 @@ def validate_id(value: Any, what: str = "vehicle_id") -> str:
         raise VolterasInvalidInputError(f"{what} is empty.")
     if len(value) > MAX_ID_LENGTH:
         raise VolterasInvalidInputError(f"{what} is {len(value)} characters long; at most {MAX_ID_LENGTH} allowed.")
-    if not _ID_RE.fullmatch(value) or ".." in value:
+    if not _ID_RE.fullmatch(value) or ".." in value or value == ".":
         bad = sorted({c for c in value if not _ID_RE.fullmatch(c)})
-        shown = ", ".join(repr(c) for c in bad[:5]) if bad else "'..'"
+        shown = ", ".join(repr(c) for c in bad[:5]) if bad else "'..'" if ".." in value else "only '.'"
         raise VolterasInvalidInputError(
             f"{what} {value[:60]!r} contains {shown}; ids may only use ASCII letters, digits and _ . : ~ - "
             "(and no '..')."
@@ -437,7 +444,7 @@ def retry_after_seconds(value: str | None, *, now: float | None = None) -> float
 def _decode_json(resp: RawResponse) -> Any:
     try:
         return json.loads(resp.body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise _NotJson from None
 
 
@@ -637,6 +644,8 @@ def parse_token(resp: RawResponse, request: ApiRequest) -> tuple[str, str | None
     if not isinstance(body, dict) or not isinstance(body.get("access_token"), str) or not body["access_token"]:
         raise _unexpected(request, resp, "the token answer has no access_token")
     expires_in = body.get("expires_in")
+    if isinstance(expires_in, int) and not isinstance(expires_in, bool) and expires_in.bit_length() > 1000:
+        expires_in = math.inf  # beyond any float: math.isfinite() would raise OverflowError; refused below
     if isinstance(expires_in, bool) or not isinstance(expires_in, (int, float)) or not math.isfinite(expires_in) or expires_in <= 0:
         raise _unexpected(request, resp, "the token answer has no positive expires_in")
     refresh = body.get("refresh_token")
@@ -743,7 +752,9 @@ def retry_kwargs(settings: ClientSettings, log: logging.Logger | Any, *, retry_o
 
     return {
         "retry": tenacity.retry_if_exception_type(retry_on),
-        "stop": tenacity.stop_after_attempt(settings.max_retries + 1) | tenacity.stop_after_delay(settings.retry_total_seconds),
+        "stop": tenacity.stop_after_attempt(settings.max_retries + 1)
+        | tenacity.stop_after_delay(settings.retry_total_seconds)
+        | tenacity.stop_before_delay(settings.retry_total_seconds),
         "wait": _BackoffOrRetryAfter(settings),
         "before_sleep": before_sleep,
         "reraise": True,

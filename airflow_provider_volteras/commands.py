@@ -61,17 +61,27 @@ class PayloadField:
         expected = f"{kind} from {self.minimum:g} to {self.maximum:g} {self.unit}"
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise VolterasInvalidInputError(
-                f"{command.value}: '{self.api_name}' must be {expected}, got {type(value).__name__} {value!r}."
+                f"{command.value}: '{self.api_name}' must be {expected}, got {type(value).__name__} {_shown(value)}."
             )
         if isinstance(value, float) and not math.isfinite(value):
             raise VolterasInvalidInputError(f"{command.value}: '{self.api_name}' must be {expected}, got {value!r}.")
-        if self.integer and not float(value).is_integer():
-            raise VolterasInvalidInputError(f"{command.value}: '{self.api_name}' must be {expected}, got {value!r}.")
+        # The range check comes first: it is exact for any int, while float() of a huge int raises OverflowError.
         if not self.minimum <= value <= self.maximum:
             raise VolterasInvalidInputError(
-                f"{command.value}: '{self.api_name}' must be {expected}, got {value!r} (out of range)."
+                f"{command.value}: '{self.api_name}' must be {expected}, got {_shown(value)} (out of range)."
             )
+        if self.integer and not float(value).is_integer():
+            raise VolterasInvalidInputError(f"{command.value}: '{self.api_name}' must be {expected}, got {value!r}.")
         return int(value) if self.integer else float(value)
+
+
+def _shown(value: Any) -> str:
+    """``repr`` for a message, cut short (``repr`` of an int of more than 4300 digits raises ValueError)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        text = f"a number of {value.bit_length()} bits" if isinstance(value, int) else type(value).__name__
+    return text if len(text) <= 80 else text[:80] + "..."
 
 
 @dataclass(frozen=True)
@@ -172,6 +182,8 @@ def get_command_spec(command: str | VehicleCommand, *, creatable: bool = True) -
         if not isinstance(command, str):
             raise VolterasInvalidInputError(f"A command must be a string such as 'CLIMATE_OFF', got {command!r}.")
         try:
+            if not command.isascii():
+                raise ValueError(command)  # look-alikes would fold onto real names: 'clımate_oﬀ'.upper()
             cmd = VehicleCommand(command.strip().upper())
         except ValueError:
             known = ", ".join(c.value for c in CREATABLE_COMMANDS)
@@ -191,11 +203,11 @@ def build_payload(command: str | VehicleCommand, arguments: Mapping[str, Any] | 
     present, unknown fields are refused, and values are checked against the provider's bounds.
     """
     spec = get_command_spec(command)
-    args = dict(arguments or {})
     if arguments is not None and not isinstance(arguments, Mapping):
         raise VolterasInvalidInputError(f"{spec.command.value}: arguments must be a mapping, got {arguments!r}.")
+    args = dict(arguments or {})
     allowed = {f.api_name for f in spec.payload}
-    unknown = sorted(set(args) - allowed)
+    unknown = sorted(set(args) - allowed, key=str)
     if unknown:
         takes = ", ".join(sorted(allowed)) if allowed else "no arguments"
         raise VolterasInvalidInputError(

@@ -21,6 +21,7 @@ from airflow_provider_volteras.exceptions import (
     VolterasAuthenticationError,
     VolterasCommandError,
     VolterasCommandInProgressError,
+    VolterasConfigurationError,
     VolterasFatalCommandError,
     VolterasInvalidInputError,
     VolterasNotFoundError,
@@ -281,10 +282,11 @@ def api_failure(
 ) -> VolterasCommandError:
     """Map an API or input error met while sending or watching a command to a task exception.
 
-    Invalid input, validation, not-found, authentication and permission errors are fatal; server
-    errors, rate limits, transport failures and unexpected answers are retryable.
+    Connection configuration, invalid input, validation, not-found, authentication and permission errors
+    are fatal; server errors, rate limits, transport failures and unexpected answers are retryable.
     """
     fatal_types = (
+        VolterasConfigurationError,
         VolterasInvalidInputError,
         VolterasValidationError,
         VolterasNotFoundError,
@@ -302,6 +304,8 @@ def api_failure(
         hint = " Check the vehicle id (and execution id) against your Volteras organization."
     elif isinstance(error, (VolterasValidationError, VolterasInvalidInputError)):
         hint = " Fix the task's arguments."
+    elif isinstance(error, VolterasConfigurationError):
+        hint = " Fix the Airflow connection."
     elif isinstance(error, VolterasPermissionError):
         hint = " Ask Volteras to enable this action for your organization."
     message = (

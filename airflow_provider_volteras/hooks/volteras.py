@@ -12,11 +12,13 @@ from typing import Any, TypeVar
 import requests
 import tenacity
 from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowNotFoundException
 
 from airflow_provider_volteras import _protocol as p
 from airflow_provider_volteras.commands import VehicleCommand, get_command_spec
 from airflow_provider_volteras.exceptions import (
     VolterasCommandInProgressError,
+    VolterasConfigurationError,
     VolterasError,
     VolterasServerError,
     VolterasTransportError,
@@ -82,7 +84,11 @@ class VolterasHook(BaseHook):
 
     @cached_property
     def settings(self) -> p.ClientSettings:
-        settings = p.ClientSettings.from_connection(self.get_connection(self.volteras_conn_id))
+        try:
+            conn = self.get_connection(self.volteras_conn_id)
+        except AirflowNotFoundException:
+            raise VolterasConfigurationError(p.missing_connection_message(self.volteras_conn_id)) from None
+        settings = p.ClientSettings.from_connection(conn)
         _mask(settings.client_secret)
         return settings
 

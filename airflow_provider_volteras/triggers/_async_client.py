@@ -19,7 +19,7 @@ import httpx
 import tenacity
 
 from airflow_provider_volteras import _protocol as p
-from airflow_provider_volteras.exceptions import VolterasTransportError
+from airflow_provider_volteras.exceptions import VolterasConfigurationError, VolterasTransportError
 
 T = TypeVar("T")
 
@@ -70,7 +70,12 @@ class AsyncVolterasClient:
         """Look the connection up with ``aget_connection`` and lend the loop's shared client for it."""
         from airflow.sdk import BaseHook
 
-        conn = await BaseHook.aget_connection(conn_id)
+        from airflow.sdk.exceptions import AirflowNotFoundException
+
+        try:
+            conn = await BaseHook.aget_connection(conn_id)
+        except AirflowNotFoundException:
+            raise VolterasConfigurationError(p.missing_connection_message(conn_id)) from None
         settings = p.ClientSettings.from_connection(conn)
         await _mask(settings.client_secret)
         async with cls.lend(settings, log) as client:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from typing import Any
@@ -10,18 +11,36 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_volteras import _protocol as p
-from airflow_provider_volteras.exceptions import VolterasError
+from airflow_provider_volteras.exceptions import VolterasError, VolterasInvalidInputError
 
 
 def deadline_to_iso(deadline: datetime | str | float) -> str:
     """Normalise a deadline (aware datetime, ISO text or epoch seconds) to ISO 8601 UTC text."""
-    if isinstance(deadline, str):
-        deadline = datetime.fromisoformat(deadline)
-    elif isinstance(deadline, (int, float)):
-        deadline = datetime.fromtimestamp(deadline, tz=timezone.utc)
+    try:
+        if isinstance(deadline, str):
+            deadline = datetime.fromisoformat(deadline)
+        elif isinstance(deadline, (int, float)) and not isinstance(deadline, bool):
+            deadline = datetime.fromtimestamp(deadline, tz=timezone.utc)
+    except (ValueError, OverflowError, OSError) as err:
+        raise VolterasInvalidInputError(f"deadline {str(deadline)[:60]!r} is not a valid time ({err}).") from None
+    if not isinstance(deadline, datetime):
+        raise VolterasInvalidInputError(
+            f"deadline must be an aware datetime, ISO 8601 text or epoch seconds, got {type(deadline).__name__}."
+        )
     if deadline.tzinfo is None:
-        raise ValueError("deadline must be timezone-aware (UTC)")
+        raise VolterasInvalidInputError("deadline must be timezone-aware (UTC)")
     return deadline.astimezone(timezone.utc).isoformat()
+
+
+def _poll_interval(value: float) -> float:
+    """A positive, finite number of seconds: 0 or less would poll the API in a tight loop."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError, OverflowError):
+        seconds = math.nan
+    if isinstance(value, bool) or not math.isfinite(seconds) or seconds <= 0:
+        raise VolterasInvalidInputError(f"poll_interval must be a positive number of seconds, got {str(value)[:60]!r}.")
+    return seconds
 
 
 class CommandExecutionTrigger(BaseTrigger):
@@ -56,7 +75,7 @@ class CommandExecutionTrigger(BaseTrigger):
         self.command_execution_id = p.validate_id(command_execution_id, "command_execution_id")
         self.deadline = deadline_to_iso(deadline)
         self.volteras_conn_id = volteras_conn_id
-        self.poll_interval = float(poll_interval)
+        self.poll_interval = _poll_interval(poll_interval)
         self.command = command
 
     def serialize(self) -> tuple[str, dict[str, Any]]:

@@ -1,0 +1,463 @@
+"""FastAPI routes of the simulator: the real Connect API paths plus ``/_simulator`` controls.
+
+The control paths need no authentication: never expose the simulator beyond loopback.
+
+Error shapes follow the real API: API errors use the envelope
+``{requestId, timestamp, error, message, data?}``; malformed command payloads (bad JSON,
+missing fields, wrong types) answer FastAPI's own ``{"detail": [...]}`` 422, while
+out-of-range values and bad query parameters answer ``REQUEST_VALIDATION_ERROR`` (422).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import uuid
+from collections.abc import Awaitable, Callable
+from enum import Enum
+from typing import Any, Literal
+from urllib.parse import parse_qs, unquote
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .middleware import REQUEST_ID_KEY, SimulatorApp
+from .state import (
+    COMMAND_SLUGS,
+    FAULT_KINDS,
+    MAGIC_VEHICLE_IDS,
+    WRONG_SHAPES,
+    SimulatorError,
+    SimulatorState,
+    error_envelope,
+)
+
+__all__ = ["create_app"]
+
+TEMPERATURE_RANGE = (15.0, 28.0)
+_API_TAGS: list[str | Enum] = ["Connect API"]
+_CONTROL_TAGS: list[str | Enum] = ["Simulator control"]
+CHARGE_LIMIT_RANGE = (50, 100)
+
+
+# --------------------------------------------------------------------------- payload models
+
+
+class SetTemperaturePayload(BaseModel):
+    driverTemperature: float
+    passengerTemperature: float
+
+
+class SetChargeLimitPayload(BaseModel):
+    limit: int
+
+
+_PAYLOADS: dict[str, type[BaseModel]] = {
+    "SET_TEMPERATURE": SetTemperaturePayload,
+    "SET_CHARGE_LIMIT": SetChargeLimitPayload,
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ScenarioStepIn(_Strict):
+    outcome: Literal["EXECUTED", "FAILED", "PENDING"] = "EXECUTED"
+    failedReason: str | None = None
+    delaySeconds: float | None = Field(default=None, ge=0)
+
+
+class RateLimitIn(_Strict):
+    maxRequests: int | None = Field(default=None, ge=0)
+    windowSizeSeconds: int | None = Field(default=None, ge=1)
+    remainingRequests: int | None = Field(default=None, ge=0)
+
+
+class ScenarioIn(_Strict):
+    outcome: Literal["EXECUTED", "FAILED", "PENDING"] | None = None
+    failedReason: str | None = None
+    delaySeconds: float | None = Field(default=None, ge=0)
+    sequence: list[ScenarioStepIn] | None = None
+    rateLimit: RateLimitIn | None = None
+
+
+class ConfigIn(_Strict):
+    clientId: str | None = None
+    clientSecret: str | None = None
+    organizationId: str | None = None
+    tokenTtlSeconds: float | None = Field(default=None, gt=0)
+    commandTimeoutSeconds: float | None = Field(default=None, gt=0)
+    defaultDelaySeconds: float | None = Field(default=None, ge=0)
+    grantCommandsScope: bool | None = None
+
+
+class FaultIn(_Strict):
+    kind: Literal[FAULT_KINDS]  # type: ignore[valid-type]
+    method: str | None = None
+    path: str | None = None
+    count: int | None = Field(default=1, ge=1)
+    status: int = Field(default=500, ge=400, le=599)
+    error: str | None = None
+    message: str | None = None
+    html: bool = False
+    retryAfter: float | None = Field(default=1.0, ge=0)
+    retryAfterDate: bool = False
+    delaySeconds: float = Field(default=0.0, ge=0)
+    apply: bool = False
+    reset: bool = False
+    shape: Literal[WRONG_SHAPES] = "missing_status"  # type: ignore[valid-type]
+    statusValue: str = "CANCELLED"
+    fields: dict[str, Any] | None = None
+
+
+class FinishIn(_Strict):
+    outcome: Literal["EXECUTED", "FAILED"] = "EXECUTED"
+    failedReason: str | None = None
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    body = json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+def _request_id(request: Request) -> str:
+    value = request.scope.get(REQUEST_ID_KEY)
+    return value if isinstance(value, str) else str(uuid.uuid4())
+
+
+def _loc_error(kind: str, loc: list[str | int], msg: str, value: Any) -> dict[str, Any]:
+    return {"type": kind, "loc": loc, "msg": msg, "input": value}
+
+
+def _first(form: dict[str, list[str]], name: str) -> str | None:
+    values = form.get(name)
+    return values[0] if values else None
+
+
+def _detail_422(errors: list[dict[str, Any]]) -> Response:
+    """FastAPI's own validation error shape."""
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
+def _query_int(request: Request, name: str) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise SimulatorError(
+            "REQUEST_VALIDATION_ERROR",
+            f"{name} must be an integer",
+            data={"detail": [_loc_error("int_parsing", ["query", name], "Input should be a valid integer", raw)]},
+        ) from None
+
+
+def _validate_range(name: str, value: float, low: float, high: float) -> None:
+    if math.isnan(value) or not low <= value <= high:
+        raise SimulatorError(
+            "REQUEST_VALIDATION_ERROR",
+            f"{name} must be between {low:g} and {high:g}",
+            data={"field": name, "min": low, "max": high, "value": None if math.isnan(value) else value},
+        )
+
+
+def _parse_payload(command: str, body: bytes) -> dict[str, Any] | Response | None:
+    """Validate a command body: the arguments, a FastAPI-style 422, or None (no payload)."""
+    model = _PAYLOADS.get(command)
+    if model is None:
+        return None
+    if not body.strip():
+        return _detail_422([{"type": "missing", "loc": ["body"], "msg": "Field required", "input": None}])
+    try:
+        raw = json.loads(body)
+    except ValueError as exc:
+        pos = getattr(exc, "pos", 0)
+        error = _loc_error("json_invalid", ["body", pos], "JSON decode error", {})
+        error["ctx"] = {"error": str(getattr(exc, "msg", exc))}
+        return _detail_422([error])
+    try:
+        parsed = model.model_validate(raw)
+    except ValidationError as exc:
+        errors = [
+            {**{k: v for k, v in err.items() if k != "ctx"}, "loc": ["body", *err["loc"]]}
+            for err in exc.errors(include_url=False)
+        ]
+        return _detail_422(json.loads(json.dumps(errors, default=str)))
+    arguments = parsed.model_dump()
+    if isinstance(parsed, SetTemperaturePayload):
+        for name in ("driverTemperature", "passengerTemperature"):
+            _validate_range(name, arguments[name], *TEMPERATURE_RANGE)
+    elif isinstance(parsed, SetChargeLimitPayload):
+        _validate_range("limit", arguments["limit"], *CHARGE_LIMIT_RANGE)
+    return arguments
+
+
+def _client_credentials(request: Request, form: dict[str, list[str]]) -> tuple[str | None, str | None]:
+    header = request.headers.get("authorization", "")
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() == "basic" and encoded:
+        try:
+            decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None, None
+        user, sep, password = decoded.partition(":")
+        if not sep:
+            return None, None
+        return user, password
+    return _first(form, "client_id"), _first(form, "client_secret")
+
+
+# --------------------------------------------------------------------------- the app
+
+
+def create_app(state: SimulatorState | None = None) -> SimulatorApp:
+    """Build the simulator ASGI app around ``state`` (a new default state if omitted).
+
+    The result must be served by uvicorn directly (see :mod:`.middleware` for why).
+    """
+    state = state if state is not None else SimulatorState()
+    api = FastAPI(
+        title="Volteras Connect simulator",
+        description="Local stand-in for Volteras Connect.\n\n" + MAGIC_VEHICLE_IDS,
+        docs_url="/_simulator/docs",
+        redoc_url=None,
+        openapi_url="/_simulator/openapi.json",
+    )
+
+    async def on_simulator_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, SimulatorError)
+        state.note_error(exc.code)
+        body = error_envelope(_request_id(request), exc.code, exc.message, exc.data)
+        return _json(body, exc.status, exc.headers)
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 404:
+            code, message = "RESOURCE_NOT_FOUND", f"no route for {request.url.path}"
+        elif exc.status_code == 405:
+            code, message = "NOT_PERMITTED", f"method {request.method} not allowed here"
+        else:
+            code, message = "REQUEST_VALIDATION_ERROR", str(exc.detail)
+        state.note_error(code)
+        return _json(error_envelope(_request_id(request), code, message), exc.status_code, dict(exc.headers or {}))
+
+    async def on_value_error(request: Request, exc: Exception) -> Response:
+        return _json({"detail": str(exc)}, 422)
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        state.note_error("SERVER_ERROR")
+        return _json(error_envelope(_request_id(request), "SERVER_ERROR", "internal simulator error"), 500)
+
+    api.add_exception_handler(SimulatorError, on_simulator_error)
+    api.add_exception_handler(StarletteHTTPException, on_http_error)
+    api.add_exception_handler(ValueError, on_value_error)
+    api.add_exception_handler(Exception, on_unexpected)
+
+    # ---------------------------------------------------------------- Connect API (hot path first)
+
+    @api.get("/v1/vehicles/{vehicle_id}/command-executions/{vehicle_command_execution_id}", tags=_API_TAGS)
+    async def get_command_execution(request: Request, vehicle_id: str, vehicle_command_execution_id: str) -> Response:
+        state.authenticate(request.headers.get("authorization"))
+        return _json(state.get_execution(vehicle_id, vehicle_command_execution_id))
+
+    def command_endpoint(command: str) -> Callable[[Request, str], Awaitable[Response]]:
+        async def endpoint(request: Request, vehicle_id: str) -> Response:
+            state.authenticate(request.headers.get("authorization"), commands=True)
+            state.get_vehicle(vehicle_id)
+            arguments = _parse_payload(command, await request.body())
+            if isinstance(arguments, Response):
+                return arguments
+            return _json(state.create_command(vehicle_id, command, arguments))
+
+        endpoint.__name__ = f"action_{command.lower()}"
+        return endpoint
+
+    for slug, command in COMMAND_SLUGS.items():
+        api.add_api_route(
+            f"/v1/vehicles/{{vehicle_id}}/command-execution:{slug}",
+            command_endpoint(command),
+            methods=["POST"],
+            tags=_API_TAGS,
+            summary=f"Create a {command} command execution",
+        )
+
+    @api.get("/v1/vehicles/{vehicle_id}/command-executions", tags=_API_TAGS)
+    async def list_command_executions(request: Request, vehicle_id: str) -> Response:
+        state.authenticate(request.headers.get("authorization"))
+        page = state.list_executions(
+            vehicle_id,
+            max_page_size=_query_int(request, "maxPageSize"),
+            page_token=request.query_params.get("pageToken") or None,
+            filter_json=request.query_params.get("filter"),
+        )
+        return _json(page)
+
+    @api.post("/v1/oauth2/token", tags=_API_TAGS)
+    async def oauth2_token(request: Request) -> Response:
+        form = parse_qs((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
+        grant_type = _first(form, "grant_type")
+        client_id = client_secret = None
+        if grant_type == "client_credentials":
+            client_id, client_secret = _client_credentials(request, form)
+            if (
+                client_id is not None
+                and client_secret is not None
+                and (client_id != state.config.client_id or client_secret != state.config.client_secret)
+            ):
+                # RFC 6749 asks clients to form-encode Basic credentials; accept both.
+                client_id, client_secret = unquote(client_id), unquote(client_secret)
+        token = state.issue_token(
+            grant_type,
+            client_id=client_id,
+            client_secret=client_secret,
+            refresh_token=_first(form, "refresh_token"),
+        )
+        return _json(token, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+    @api.post("/v1/oauth2/test-token", tags=_API_TAGS)
+    async def oauth2_test_token(request: Request) -> Response:
+        return _json(state.test_token(request.headers.get("authorization")))
+
+    @api.get("/v1/vehicles", tags=_API_TAGS)
+    async def list_vehicles(request: Request) -> Response:
+        state.authenticate(request.headers.get("authorization"))
+        page = state.list_vehicles(
+            max_page_size=_query_int(request, "maxPageSize"),
+            page_token=request.query_params.get("pageToken") or None,
+            filter_json=request.query_params.get("filter"),
+        )
+        return _json(page)
+
+    @api.get("/v1/vehicles/{vehicle_id}", tags=_API_TAGS)
+    async def get_vehicle(request: Request, vehicle_id: str) -> Response:
+        state.authenticate(request.headers.get("authorization"))
+        return _json(state.get_vehicle(vehicle_id))
+
+    @api.get("/v1/rate-limits", tags=_API_TAGS)
+    async def get_rate_limits(request: Request) -> Response:
+        state.authenticate(request.headers.get("authorization"))
+        missing = [name for name in ("objectId", "domain") if not request.query_params.get(name)]
+        if missing:
+            raise SimulatorError(
+                "REQUEST_VALIDATION_ERROR",
+                f"missing query parameter(s): {', '.join(missing)}",
+                data={"detail": [_loc_error("missing", ["query", name], "Field required", None) for name in missing]},
+            )
+        return _json(state.rate_limits(request.query_params["objectId"], request.query_params["domain"]))
+
+    # ---------------------------------------------------------------- control paths (no auth)
+
+    @api.get("/_simulator/health", tags=_CONTROL_TAGS)
+    async def health() -> Response:
+        return _json({"status": "ok"})
+
+    @api.post("/_simulator/reset", tags=_CONTROL_TAGS)
+    async def reset(keepConfig: bool = False, keepTokens: bool = False) -> Response:
+        state.reset(keep_config=keepConfig, keep_tokens=keepTokens)
+        return _json({"reset": True})
+
+    @api.get("/_simulator/config", tags=_CONTROL_TAGS)
+    async def get_config() -> Response:
+        return _json(state.config.to_dict())
+
+    @api.put("/_simulator/config", tags=_CONTROL_TAGS)
+    async def put_config(body: ConfigIn) -> Response:
+        config = state.configure(
+            client_id=body.clientId,
+            client_secret=body.clientSecret,
+            organization_id=body.organizationId,
+            token_ttl=body.tokenTtlSeconds,
+            command_timeout=body.commandTimeoutSeconds,
+            default_delay=body.defaultDelaySeconds,
+            grant_commands_scope=body.grantCommandsScope,
+        )
+        return _json(config.to_dict())
+
+    @api.get("/_simulator/vehicles/{vehicle_id}/scenario", tags=_CONTROL_TAGS)
+    async def get_scenario(vehicle_id: str) -> Response:
+        return _json(state.scenario(vehicle_id))
+
+    @api.put("/_simulator/vehicles/{vehicle_id}/scenario", tags=_CONTROL_TAGS)
+    async def put_scenario(vehicle_id: str, body: ScenarioIn) -> Response:
+        limits = body.rateLimit or RateLimitIn()
+        return _json(
+            state.set_scenario(
+                vehicle_id,
+                outcome=body.outcome,
+                failed_reason=body.failedReason,
+                delay=body.delaySeconds,
+                sequence=[step.model_dump() for step in body.sequence or []],
+                rate_limit_max=limits.maxRequests,
+                rate_limit_window_seconds=limits.windowSizeSeconds,
+                rate_limit_remaining=limits.remainingRequests,
+            )
+        )
+
+    @api.delete("/_simulator/vehicles/{vehicle_id}/scenario", tags=_CONTROL_TAGS)
+    async def delete_scenario(vehicle_id: str) -> Response:
+        state.clear_scenario(vehicle_id)
+        return _json(state.scenario(vehicle_id))
+
+    @api.get("/_simulator/counters", tags=_CONTROL_TAGS)
+    async def get_counters() -> Response:
+        return _json(state.counters())
+
+    @api.get("/_simulator/requests", tags=_CONTROL_TAGS)
+    async def get_request_log(limit: int = 1000) -> Response:
+        log = state.request_log()
+        return _json(log[-limit:] if limit > 0 else [])
+
+    @api.get("/_simulator/executions", tags=_CONTROL_TAGS)
+    async def get_executions(vehicleId: str | None = None) -> Response:
+        executions = state.executions(vehicleId)
+        return _json([{**e, "times": state.mark_times(e["id"])} for e in executions])
+
+    @api.post("/_simulator/executions/{execution_id}/finish", tags=_CONTROL_TAGS)
+    async def finish_execution(execution_id: str, body: FinishIn | None = None) -> Response:
+        body = body or FinishIn()
+        return _json(state.finish_execution(execution_id, body.outcome, body.failedReason))
+
+    @api.get("/_simulator/faults", tags=_CONTROL_TAGS)
+    async def list_faults() -> Response:
+        return _json(state.faults())
+
+    @api.post("/_simulator/faults", tags=_CONTROL_TAGS)
+    async def add_fault(body: FaultIn) -> Response:
+        fault = state.add_fault(
+            body.kind,
+            method=body.method,
+            path=body.path,
+            count=body.count,
+            status=body.status,
+            error=body.error,
+            message=body.message,
+            html=body.html,
+            retry_after=body.retryAfter,
+            retry_after_date=body.retryAfterDate,
+            delay=body.delaySeconds,
+            apply=body.apply,
+            reset=body.reset,
+            shape=body.shape,
+            status_value=body.statusValue,
+            fields=body.fields,
+        )
+        return _json(fault.to_dict())
+
+    @api.delete("/_simulator/faults", tags=_CONTROL_TAGS)
+    async def delete_faults(faultId: str | None = None) -> Response:
+        return _json({"removed": state.clear_faults(faultId)})
+
+    @api.post("/_simulator/tokens/expire", tags=_CONTROL_TAGS)
+    async def expire_tokens() -> Response:
+        return _json({"expired": state.expire_tokens()})
+
+    return SimulatorApp(api, state)

@@ -1,0 +1,99 @@
+"""Fixtures of the end-to-end tests: the simulator, a real Airflow deployment, and a timing/counter record.
+
+Run with ``pytest -m e2e tests/e2e -x -q``. The deployment starts once per session (about a minute) and
+is torn down at the end even when a test fails; a failing test's report carries the tails of every
+component's log. ``VOLTERAS_E2E_KEEP=1`` keeps the temporary AIRFLOW_HOME (logs, DB) for a post-mortem.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ._deployment import Deployment
+
+SIM_CLIENT_ID = "volteras-sim-client"
+SIM_CLIENT_SECRET = "volteras-sim-secret"
+
+_DEPLOYMENT: Deployment | None = None
+_RESULTS: list[dict[str, Any]] = []
+_FAILED = False
+
+
+@pytest.fixture(scope="session")
+def simulator() -> Iterator[Any]:
+    """The Volteras simulator, served from a thread of the test process on 127.0.0.1."""
+    from airflow_provider_volteras.simulator import SimulatorServer
+
+    with SimulatorServer(
+        port=0, default_delay=1.0, client_id=SIM_CLIENT_ID, client_secret=SIM_CLIENT_SECRET
+    ) as sim:
+        yield sim
+
+
+@pytest.fixture(scope="session")
+def airflow(simulator: Any) -> Iterator[Deployment]:
+    """A running Airflow 3.3 deployment (scheduler, dag-processor, triggerer, api-server) on free ports."""
+    global _DEPLOYMENT
+    deployment = Deployment(sim_base_url=simulator.base_url, sim_client_id=SIM_CLIENT_ID,
+                            sim_client_secret=SIM_CLIENT_SECRET)
+    started = time.monotonic()
+    try:
+        deployment.start()
+        deployment.wait_ready()
+    except BaseException as err:
+        tails = deployment.log_tails(80)
+        deployment.stop()
+        pytest.fail(f"Airflow deployment did not start: {err}\nhome: {deployment.home}\n{tails}", pytrace=False)
+    _DEPLOYMENT = deployment
+    print(f"\n[e2e] Airflow ({deployment.db}) ready in {time.monotonic() - started:.1f} s at {deployment.api_url}, "
+          f"home {deployment.home}")
+    _RESULTS.append({"test": "<startup>", "wall_s": round(time.monotonic() - started, 1), "db": deployment.db})
+    try:
+        yield deployment
+    finally:
+        deployment.stop()
+        _DEPLOYMENT = None
+        keep = os.environ.get("VOLTERAS_E2E_KEEP") == "1" or _FAILED
+        (deployment.home / "e2e-results.json").write_text(json.dumps(_RESULTS, indent=2))
+        if keep:
+            print(f"\n[e2e] kept AIRFLOW_HOME {deployment.home}")
+        else:
+            shutil.rmtree(deployment.home, ignore_errors=True)
+
+
+@pytest.fixture
+def record(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """A dict the test fills with the counters it checked; the wall time is added here and all is printed."""
+    entry: dict[str, Any] = {"test": request.node.name}
+    started = time.monotonic()
+    yield entry
+    entry["wall_s"] = round(time.monotonic() - started, 1)
+    _RESULTS.append(entry)
+    print(f"\n[e2e] {json.dumps(entry, sort_keys=True)}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    global _FAILED
+    report = yield
+    if report.failed and item.get_closest_marker("e2e") is not None:
+        _FAILED = True
+        if _DEPLOYMENT is not None:
+            report.sections.append(("Airflow component logs", _DEPLOYMENT.log_tails(60)))
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _RESULTS:
+        return
+    terminalreporter.section("volteras e2e: wall time and counters per test")
+    for entry in _RESULTS:
+        terminalreporter.write_line(json.dumps(entry, sort_keys=True))

@@ -1,0 +1,468 @@
+"""End-to-end: the example DAGs on a real Airflow 3.3 deployment against the Volteras simulator.
+
+Every run is triggered the way the UI does it (REST, as a logged-in user, no logical date, a conf) and
+checked through the REST API (run and task-instance states, try numbers, tries history) and through the
+simulator's counters (creates per vehicle: none lost, none doubled). Each test uses its own vehicle ids,
+so counters never mix between tests.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pytest
+
+from ._deployment import Deployment, cmdline, descendants
+
+pytestmark = pytest.mark.e2e
+
+CLIMATE_OFF = "volteras_climate_off"
+FLEET = "volteras_fleet_climate_off"
+SEND = "volteras_send_command"
+TRIGGER_CLASSPATH = "airflow_provider_volteras.triggers.command_execution.CommandExecutionTrigger"
+STATE_KEY = "volteras_command_execution"
+
+_UNPAUSED: set[str] = set()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def unpause(airflow: Deployment, dag_id: str) -> None:
+    if dag_id not in _UNPAUSED:
+        airflow.unpause(dag_id)
+        _UNPAUSED.add(dag_id)
+
+
+def fail_scheduled_fleet_runs(airflow: Deployment) -> None:
+    """The fleet DAG is scheduled daily: unpausing it creates a run for the latest interval, on the DAG's
+    default fleet. With ``max_active_runs=1`` it would hold our manual run back, so it is marked failed."""
+    for run in airflow.dag_runs(FLEET):
+        if run["run_type"] != "manual" and run["state"] in ("queued", "running"):
+            airflow.request("PATCH", f"/api/v2/dags/{FLEET}/dagRuns/{run['dag_run_id']}", json={"state": "failed"})
+
+
+def creates(sim: Any, vehicle_ids: Iterable[str], command: str = "CLIMATE_OFF") -> dict[str, int]:
+    all_creates = sim.state.counters()["creates"]
+    return {vid: all_creates.get(vid, {}).get(command, 0) for vid in vehicle_ids}
+
+
+def executions(sim: Any, vehicle_id: str) -> list[dict[str, Any]]:
+    return sim.state.executions(vehicle_id)
+
+
+def polls(sim: Any, execution_ids: Iterable[str]) -> dict[str, int]:
+    by_execution = sim.state.counters()["pollsByExecution"]
+    return {eid: by_execution.get(eid, 0) for eid in execution_ids}
+
+
+def wait_until(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+class StateLog:
+    """Every (state, try_number) each task instance was seen in while polling, and the triggers seen."""
+
+    def __init__(self) -> None:
+        self.states: dict[tuple[str, int], list[tuple[str | None, int]]] = defaultdict(list)
+        self.triggers: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+
+    def __call__(self, tis: list[dict[str, Any]]) -> None:
+        for ti in tis:
+            key = (ti["task_id"], ti["map_index"])
+            seen = (ti["state"], ti["try_number"])
+            if not self.states[key] or self.states[key][-1] != seen:
+                self.states[key].append(seen)
+            trigger = ti.get("trigger")
+            if trigger and trigger not in self.triggers[key]:
+                self.triggers[key].append(trigger)
+
+    def deferred_tries(self, task_id: str, map_index: int = -1) -> set[int]:
+        return {t for s, t in self.states[(task_id, map_index)] if s == "deferred"}
+
+
+def mapped_tis(airflow: Deployment, dag_id: str, run_id: str, task_id: str) -> dict[int, dict[str, Any]]:
+    return {ti["map_index"]: ti for ti in airflow.task_instances(dag_id, run_id) if ti["task_id"] == task_id}
+
+
+def task_log(airflow: Deployment, dag_id: str, run_id: str, task_id: str, try_number: int) -> list[str]:
+    """The task's log as the UI shows it (the trigger's log lines included), one string per line."""
+    body = airflow.get(
+        f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
+        params={"full_content": "true"}, headers={"Accept": "application/json"},
+    )
+    content = body.get("content", [])
+    return [f"{c.get('event')} {c.get('result', '')}" if isinstance(c, dict) else str(c) for c in content]
+
+
+def state_mismatches(airflow: Deployment, dag_id: str, run_id: str) -> list[str]:
+    """Airflow's "state mismatch" audit events of a run: the scheduler failed a task instance because it
+    drained a stale executor event (e.g. the defer-exit success of a task whose trigger had already fired,
+    apache/airflow#72716 / #71580). Printed with every failed expectation, so such a failure is not taken
+    for the provider's."""
+    logs = airflow.get("/api/v2/eventLogs", params={"dag_id": dag_id, "run_id": run_id, "event": "state mismatch",
+                                                    "limit": 100})
+    return [f"{e.get('task_id')}[{e.get('map_index')}] try {e.get('try_number')}" for e in logs["event_logs"]]
+
+
+def set_scenario(sim: Any, vehicle_id: str, **kwargs: Any) -> None:
+    sim.state.set_scenario(vehicle_id, **kwargs)
+
+
+# --------------------------------------------------------------------------- 1. deferrable sensor
+
+
+def test_climate_off_ui_trigger_defers_sensor(airflow: Deployment, simulator: Any, record: dict[str, Any]) -> None:
+    vid = "sim-ok-e2e1-d12"  # magic id: EXECUTED 12 s after creation, long enough for the sensor to defer
+    unpause(airflow, CLIMATE_OFF)
+    run_id = airflow.trigger(CLIMATE_OFF, {"vehicle_id": vid})
+    seen = StateLog()
+    run = airflow.wait_run(CLIMATE_OFF, run_id, timeout=180, on_poll=seen)
+
+    tis = {ti["task_id"]: ti for ti in airflow.task_instances(CLIMATE_OFF, run_id)}
+    made = executions(simulator, vid)
+    record.update(
+        run_state=run["state"],
+        state_mismatches=state_mismatches(airflow, CLIMATE_OFF, run_id),
+        states={k[0]: v for k, v in seen.states.items()},
+        creates=creates(simulator, [vid]),
+        polls=polls(simulator, [e["id"] for e in made]),
+    )
+    assert run["state"] == "success", record
+    assert run["conf"] == {"vehicle_id": vid} and run["run_type"] == "manual" and run["triggered_by"] == "rest_api"
+    assert (tis["climate_off"]["state"], tis["climate_off"]["try_number"]) == ("success", 1)
+    sensor = tis["wait_for_climate_off"]
+    assert (sensor["state"], sensor["try_number"]) == ("success", 1)
+    # Exactly one command sent, and it is the one the sensor waited for.
+    assert creates(simulator, [vid]) == {vid: 1}
+    assert len(made) == 1 and made[0]["status"] == "EXECUTED"
+    execution_id = made[0]["id"]
+    xcom = airflow.get(f"/api/v2/dags/{CLIMATE_OFF}/dagRuns/{run_id}/taskInstances/climate_off/xcomEntries/id")
+    assert xcom["value"] == execution_id
+    # The sensor went through ``deferred`` in its first (and only) try, with our trigger held by a triggerer.
+    assert seen.deferred_tries("wait_for_climate_off") == {1}, seen.states
+    triggers = seen.triggers[("wait_for_climate_off", -1)]
+    assert triggers and all(t["classpath"] == TRIGGER_CLASSPATH for t in triggers), triggers
+    assert any(t.get("triggerer_id") for t in triggers), f"no triggerer picked the trigger up: {triggers}"
+    # The trigger's own log (merged into the task log by the API server) shows it fired the EXECUTED event.
+    log = task_log(airflow, CLIMATE_OFF, run_id, "wait_for_climate_off", 1)
+    fired = [line for line in log if "Trigger fired event" in line]
+    record["trigger_log"] = fired
+    assert len(fired) == 1 and "'status': 'executed'" in fired[0] and execution_id in fired[0], log[-20:]
+    # The sensor reads the execution twice before deferring; any further poll came from the trigger.
+    assert polls(simulator, [execution_id])[execution_id] >= 3, record["polls"]
+    tries = airflow.tries(CLIMATE_OFF, run_id, "wait_for_climate_off")
+    assert [(t["try_number"], t["state"]) for t in tries] == [(1, "success")]
+
+
+# --------------------------------------------------------------------------- 2. mapped fleet, mixed outcomes
+
+
+def test_fleet_mixed_outcomes_retry_exactly_as_classified(
+    airflow: Deployment, simulator: Any, record: dict[str, Any]
+) -> None:
+    ok = [f"e2e2-ok-{i:02d}" for i in range(12)]
+    fatal = [f"e2e2-consent-{i:02d}" for i in range(3)] + ["sim-fail-OEM_OAUTH_TOKEN_EXPIRED-e2e2"]
+    retryable = [f"e2e2-offline-{i:02d}" for i in range(5)]
+    # Every command stays PENDING for 10 s, so each task defers and its trigger fires well after the scheduler
+    # has taken in the deferral: a trigger firing within ~1 s exposes Airflow 3.3.2's stale defer-exit event race
+    # (state mismatch -> an unwanted retry; see state_mismatches()).
+    pending = 10.0
+    for vid in ok:
+        set_scenario(simulator, vid, outcome="EXECUTED", delay=pending)
+    for vid in fatal[:-1]:
+        set_scenario(simulator, vid, outcome="FAILED", failed_reason="OEM_OAUTH_TOKEN_EXPIRED", delay=pending)
+    set_scenario(simulator, fatal[-1], delay=pending)  # the magic id gives the reason; the delay is set here
+    for vid in retryable:
+        set_scenario(
+            simulator, vid, delay=pending,
+            sequence=[{"outcome": "FAILED", "failedReason": "OEM_VEHICLE_OFFLINE"}, {"outcome": "EXECUTED"}],
+        )
+    # Interleave the kinds so that every worker slot sees all of them.
+    fleet = [v for group in zip(ok[:4], fatal, retryable[:4], strict=True) for v in group] + ok[4:] + retryable[4:]
+    assert len(fleet) == 21 and len(set(fleet)) == 21
+    expected = {vid: ("success", 1, 1) for vid in ok}
+    expected |= {vid: ("failed", 1, 1) for vid in fatal}
+    expected |= {vid: ("success", 2, 2) for vid in retryable}
+
+    unpause(airflow, FLEET)
+    fail_scheduled_fleet_runs(airflow)
+    run_id = airflow.trigger(FLEET, {"vehicle_ids": fleet})
+    seen = StateLog()
+
+    def on_poll(tis: list[dict[str, Any]]) -> None:
+        seen(tis)
+        fail_scheduled_fleet_runs(airflow)
+
+    run = airflow.wait_run(FLEET, run_id, timeout=420, on_poll=on_poll, interval=1.0)
+
+    tis = mapped_tis(airflow, FLEET, run_id, "climate_off")
+    counted = creates(simulator, fleet)
+    actual = {vid: (tis[i]["state"], tis[i]["try_number"], counted[vid]) for i, vid in enumerate(fleet)}
+    mismatch = state_mismatches(airflow, FLEET, run_id)
+    record.update(
+        run_state=run["state"],
+        state_mismatches=mismatch,
+        vehicles=len(fleet),
+        creates_total=sum(counted.values()),
+        creates_by_kind={
+            "executed": sorted({counted[v] for v in ok}),
+            "fatal": sorted({counted[v] for v in fatal}),
+            "retryable": sorted({counted[v] for v in retryable}),
+        },
+        outcome_by_kind={kind: sorted({actual[v][:2] for v in group})
+                         for kind, group in (("executed", ok), ("fatal", fatal), ("retryable", retryable))},
+    )
+    assert len(tis) == len(fleet)
+    for i, vid in enumerate(fleet):
+        assert tis[i]["rendered_fields"].get("vehicle_id") == vid, (i, tis[i]["rendered_fields"])
+    mismatches = {vid: (actual[vid], expected[vid]) for vid in fleet if actual[vid] != expected[vid]}
+    assert not mismatches, f"(state, try, creates) actual vs expected: {mismatches}; Airflow state mismatches: {mismatch}"
+    assert sum(counted.values()) == 12 + 4 + 2 * 5
+    assert run["state"] == "failed"  # the fatal vehicles fail the run; everything else succeeded
+    fleet_task = [ti for ti in airflow.task_instances(FLEET, run_id) if ti["task_id"] == "fleet"]
+    assert [(t["state"], t["try_number"]) for t in fleet_task] == [("success", 1)]
+    # Fatal failures spend none of their 3 retries; retryable ones retry after the policy's 2 s, not 1 minute.
+    for vid in fatal:
+        i = fleet.index(vid)
+        assert tis[i]["max_tries"] == 3
+        assert [t["state"] for t in airflow.tries(FLEET, run_id, "climate_off", i)] == ["failed"]
+    gaps = []
+    for vid in retryable:
+        i = fleet.index(vid)
+        tries = sorted(airflow.tries(FLEET, run_id, "climate_off", i), key=lambda t: t["try_number"])
+        assert [t["try_number"] for t in tries] == [1, 2], tries
+        assert tries[0]["state"] in ("up_for_retry", "failed") and tries[1]["state"] == "success", tries
+        gaps.append(_seconds_between(tries[0]["end_date"], tries[1]["start_date"]))
+        # Both tries are recorded by the simulator: one FAILED execution, then one EXECUTED.
+        assert [e["status"] for e in executions(simulator, vid)] == ["FAILED", "EXECUTED"]
+    record["retry_gap_s"] = [round(g, 1) for g in gaps]
+    assert max(gaps) < 45, f"retry waited {max(gaps):.0f} s: VOLTERAS_EXAMPLE_RETRY_SECONDS=2 was not applied"
+
+
+def _seconds_between(start: str, end: str) -> float:
+    from datetime import datetime
+
+    return (datetime.fromisoformat(end.replace("Z", "+00:00")) -
+            datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
+
+
+# --------------------------------------------------------------------------- 3. triggerer SIGKILL
+
+
+def test_triggerer_sigkill_and_restart_resumes_every_wait(
+    airflow: Deployment, simulator: Any, record: dict[str, Any]
+) -> None:
+    delay = 40.0  # every command stays PENDING well past the kill and the restart
+    ok = [f"e2e3-ok-{i}" for i in range(5)]
+    fatal = ["e2e3-consent"]
+    retryable = ["e2e3-offline"]
+    for vid in ok:
+        set_scenario(simulator, vid, outcome="EXECUTED", delay=delay)
+    set_scenario(simulator, fatal[0], outcome="FAILED", failed_reason="OEM_OAUTH_TOKEN_EXPIRED", delay=delay)
+    set_scenario(
+        simulator, retryable[0], delay=delay,
+        sequence=[{"outcome": "FAILED", "failedReason": "OEM_VEHICLE_OFFLINE"}, {"outcome": "EXECUTED", "delaySeconds": 1}],
+    )
+    fleet = ok[:2] + fatal + ok[2:4] + retryable + ok[4:]
+    expected = {vid: ("success", 1, 1) for vid in ok} | {fatal[0]: ("failed", 1, 1), retryable[0]: ("success", 2, 2)}
+
+    unpause(airflow, FLEET)
+    fail_scheduled_fleet_runs(airflow)
+    run_id = airflow.trigger(FLEET, {"vehicle_ids": fleet})
+    seen = StateLog()
+
+    def all_deferred() -> bool:
+        tis = mapped_tis(airflow, FLEET, run_id, "climate_off")
+        seen(list(tis.values()))
+        return len(tis) == len(fleet) and all(
+            ti["state"] == "deferred" and (ti.get("trigger") or {}).get("triggerer_id") for ti in tis.values()
+        )
+
+    wait_until("every mapped task deferred and held by the triggerer", all_deferred, timeout=90)
+    ids = {vid: executions(simulator, vid)[0]["id"] for vid in fleet}
+    # The operator reads each execution once before deferring: a second poll is the triggerer's.
+    wait_until("the triggerer polling every execution",
+               lambda: min(polls(simulator, ids.values()).values()) >= 2, timeout=30)
+    old_triggerer = airflow.components["triggerer"].pid
+    old_jobs = {t["triggerer_id"] for ts in seen.triggers.values() for t in ts}
+    airflow.kill_component("triggerer", signal.SIGKILL)
+    assert not [p for p in descendants(old_triggerer)], "the triggerer's trigger runner survived the kill"
+    killed_at = polls(simulator, ids.values())
+    time.sleep(3)
+    assert polls(simulator, ids.values()) == killed_at, "someone still polls after the triggerer was killed"
+    tis = mapped_tis(airflow, FLEET, run_id, "climate_off")
+    assert {ti["state"] for ti in tis.values()} == {"deferred"}, "a task left deferred while no triggerer runs"
+
+    airflow.start_component("triggerer")
+    run = airflow.wait_run(FLEET, run_id, timeout=240, on_poll=seen, interval=1.0)
+
+    tis = mapped_tis(airflow, FLEET, run_id, "climate_off")
+    counted = creates(simulator, fleet)
+    after = polls(simulator, ids.values())
+    actual = {vid: (tis[i]["state"], tis[i]["try_number"], counted[vid]) for i, vid in enumerate(fleet)}
+    new_jobs = {t["triggerer_id"] for ts in seen.triggers.values() for t in ts} - old_jobs
+    mismatch = state_mismatches(airflow, FLEET, run_id)
+    record.update(
+        run_state=run["state"],
+        state_mismatches=mismatch,
+        creates=counted,
+        polls_at_kill=sum(killed_at.values()),
+        polls_after_restart=sum(after.values()) - sum(killed_at.values()),
+        triggerer_jobs_before=sorted(old_jobs),
+        triggerer_jobs_after=sorted(new_jobs),
+        outcomes={vid: actual[vid][:2] for vid in fleet},
+    )
+    mismatches = {vid: (actual[vid], expected[vid]) for vid in fleet if actual[vid] != expected[vid]}
+    assert not mismatches, f"(state, try, creates) actual vs expected: {mismatches}; Airflow state mismatches: {mismatch}"
+    # Every wait resumed in the new triggerer: each execution was polled again after the restart.
+    assert all(after[ids[vid]] > killed_at[ids[vid]] for vid in fleet), (killed_at, after)
+    assert new_jobs, "no trigger was seen on a new triggerer job"
+    assert run["state"] == "failed"  # the fatal vehicle; all others succeeded
+
+
+# --------------------------------------------------------------------------- 4. worker killed / task cleared
+
+
+def _task_process(airflow: Deployment, ti_id: str) -> int | None:
+    """The task runner process of a task instance (``airflow worker -- <ti id>``), under our scheduler."""
+    for pid in descendants(airflow.components["scheduler"].pid):
+        if cmdline(pid).endswith(f"-- {ti_id}"):
+            return pid
+    return None
+
+
+def test_worker_killed_between_create_and_wait_reattaches(
+    airflow: Deployment, simulator: Any, record: dict[str, Any]
+) -> None:
+    vid = "e2e4-kill"
+    set_scenario(simulator, vid, outcome="EXECUTED", delay=55.0)
+    # The task's first status read after the create hangs 20 s: the task is killed right there.
+    simulator.state.add_fault("slow", method="GET", path=rf"^/v1/vehicles/{vid}/command-executions/[^/]+$",
+                              count=1, delay=20.0)
+    unpause(airflow, SEND)
+    run_id = airflow.trigger(SEND, {"vehicle_id": vid, "command": "CLIMATE_OFF", "arguments": None})
+
+    def created_and_running() -> dict[str, Any] | None:
+        ti = airflow.task_instance(SEND, run_id, "send_command")
+        return ti if ti["state"] == "running" and creates(simulator, [vid])[vid] == 1 else None
+
+    ti = wait_until("the command created by a running task", created_and_running, timeout=90, interval=0.2)
+    pid = wait_until("the task process", lambda: _task_process(airflow, ti["id"]), timeout=10, interval=0.2)
+    assert executions(simulator, vid)[0]["status"] == "PENDING"
+    store = airflow.get(f"/api/v2/dags/{SEND}/dagRuns/{run_id}/taskInstances/send_command/state-store/{STATE_KEY}")
+    assert store["value"]["id"] == executions(simulator, vid)[0]["id"], store
+    os.kill(pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+
+    seen = StateLog()
+    run = airflow.wait_run(SEND, run_id, timeout=180, on_poll=seen)
+    final = airflow.task_instance(SEND, run_id, "send_command")
+    tries = sorted(airflow.tries(SEND, run_id, "send_command"), key=lambda t: t["try_number"])
+    made = executions(simulator, vid)
+    record.update(
+        run_state=run["state"],
+        state_mismatches=state_mismatches(airflow, SEND, run_id),
+        tries=[(t["try_number"], t["state"]) for t in tries],
+        states=seen.states[("send_command", -1)],
+        creates=creates(simulator, [vid]),
+        executions=[e["status"] for e in made],
+        seconds_after_kill=round(time.monotonic() - killed_at, 1),
+    )
+    assert run["state"] == "success", record
+    assert (final["state"], final["try_number"]) == ("success", 2)
+    assert [t["try_number"] for t in tries] == [1, 2] and tries[0]["state"] in ("up_for_retry", "failed")
+    assert ("up_for_retry", 1) in seen.states[("send_command", -1)], seen.states
+    # The retry re-attached to the pending execution and waited for it in the triggerer: one command only.
+    assert 2 in seen.deferred_tries("send_command"), seen.states
+    assert creates(simulator, [vid]) == {vid: 1}
+    assert len(made) == 1 and made[0]["status"] == "EXECUTED"
+
+
+def test_task_cleared_while_deferred_reattaches(airflow: Deployment, simulator: Any, record: dict[str, Any]) -> None:
+    vid = "e2e4-clear"
+    set_scenario(simulator, vid, outcome="EXECUTED", delay=30.0)
+    unpause(airflow, SEND)
+    run_id = airflow.trigger(SEND, {"vehicle_id": vid, "command": "CLIMATE_OFF", "arguments": None})
+    seen = StateLog()
+
+    def deferred() -> bool:
+        ti = airflow.task_instance(SEND, run_id, "send_command")
+        seen([ti])
+        return ti["state"] == "deferred"
+
+    wait_until("the task deferred", deferred, timeout=90)
+    cleared = airflow.request(
+        "POST", f"/api/v2/dags/{SEND}/clearTaskInstances",
+        json={"dag_run_id": run_id, "task_ids": ["send_command"], "only_failed": False, "dry_run": False},
+    )
+    assert [ti["task_id"] for ti in cleared["task_instances"]] == ["send_command"], cleared
+    run = airflow.wait_run(SEND, run_id, timeout=180, on_poll=seen)
+    final = airflow.task_instance(SEND, run_id, "send_command")
+    tries = sorted(airflow.tries(SEND, run_id, "send_command"), key=lambda t: t["try_number"])
+    made = executions(simulator, vid)
+    record.update(
+        run_state=run["state"],
+        state_mismatches=state_mismatches(airflow, SEND, run_id),
+        tries=[(t["try_number"], t["state"]) for t in tries],
+        states=seen.states[("send_command", -1)],
+        creates=creates(simulator, [vid]),
+        executions=[e["status"] for e in made],
+    )
+    assert run["state"] == "success", record
+    assert (final["state"], final["try_number"]) == ("success", 2)
+    assert [t["try_number"] for t in tries] == [1, 2], tries
+    assert seen.deferred_tries("send_command") == {1, 2}, seen.states
+    assert creates(simulator, [vid]) == {vid: 1}
+    assert len(made) == 1 and made[0]["status"] == "EXECUTED"
+
+
+# --------------------------------------------------------------------------- 5. connection "Test" button
+
+
+def test_connection_test_endpoint(airflow: Deployment, simulator: Any, record: dict[str, Any]) -> None:
+    before = simulator.state.counters()["testTokenRequests"]
+
+    def test(body: dict[str, Any]) -> dict[str, Any]:
+        return airflow.request("POST", "/api/v2/connections/test", json=body)
+
+    # The stored connection (AIRFLOW_CONN_VOLTERAS_DEFAULT), as the Test button of its edit form sends it.
+    stored = test({"connection_id": "volteras_default", "conn_type": "volteras"})
+    # A new connection typed into the form, right secret then wrong secret.
+    form = {
+        "connection_id": "volteras_e2e_form",
+        "conn_type": "volteras",
+        "host": simulator.base_url,
+        "login": "volteras-sim-client",
+        "password": "volteras-sim-secret",
+        "extra": '{"timeout": 5, "max_retries": 0}',
+    }
+    typed = test(form)
+    wrong = test({**form, "password": "not-the-secret"})
+    wrong_stored = test({"connection_id": "volteras_default", "conn_type": "volteras", "password": "not-the-secret"})
+    record.update(
+        stored=stored, typed=typed, wrong=wrong, wrong_stored=wrong_stored,
+        test_token_requests=simulator.state.counters()["testTokenRequests"] - before,
+        token_requests_by_grant=simulator.state.counters()["tokenRequestsByGrant"],
+    )
+    for ok in (stored, typed):
+        assert ok["status"] is True, ok
+        assert "volteras-sim-org" in ok["message"], ok
+    for bad in (wrong, wrong_stored):
+        assert bad["status"] is False, bad
+        assert bad["message"].startswith("Volteras connection failed"), bad
+        assert "not-the-secret" not in bad["message"]
+    # Only the good credentials reached the test-token endpoint (a wrong secret fails at the token step).
+    assert simulator.state.counters()["testTokenRequests"] - before == 2

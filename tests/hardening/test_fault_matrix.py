@@ -1,0 +1,471 @@
+"""Fault matrix: every injected fault, against the hook (sync) and the trigger (async), table-driven.
+
+Each row states the documented outcome: the command executed (retried, or its lost answer adopted),
+failed with the reason the API gave, or ended in a provider error that is retryable or fatal with a
+clear message. Every run also checks the number of commands the simulator created (one per try at
+most, none when the error came before the create) and that only ``VolterasError`` subclasses escape.
+
+Hook runs send ``CLIMATE_OFF`` with ``create_command_execution`` and wait with
+``wait_for_command_execution``. Trigger runs wait, with ``CommandExecutionTrigger.run()``, for an
+execution created straight in the simulator state (the trigger itself never creates anything).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from airflow_provider_volteras.exceptions import (
+    VolterasAuthenticationError,
+    VolterasCommandError,
+    VolterasError,
+    VolterasFatalCommandError,
+    VolterasNotFoundError,
+    VolterasRateLimitError,
+    VolterasRetryableCommandError,
+    VolterasServerError,
+    VolterasUnexpectedResponseError,
+)
+from airflow_provider_volteras.failures import api_failure, command_failure
+from airflow_provider_volteras.hooks.volteras import VolterasHook
+from airflow_provider_volteras.operators.commands import VolterasCommandOperator
+from airflow_provider_volteras.triggers.command_execution import CommandExecutionTrigger
+
+from ._support import STATS, assert_documented, collect_events, creates, use_connection
+
+POLL = r"/command-executions/[^/]+$"
+CREATE = r"/command-execution:climate-off$"
+LIST = r"/command-executions$"
+TOKEN = r"^/v1/oauth2/token$"
+TEXT_REASON = "Vehicle did not respond"
+
+
+def fault(kind: str, path: str, count: int | None = 1, **kwargs: Any) -> dict[str, Any]:
+    method = "POST" if path in (CREATE, TOKEN) else "GET"
+    return {"kind": kind, "path": path, "method": method, "count": count, **kwargs}
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    faults: tuple[dict[str, Any], ...] = ()
+    outcome: str = "executed"  # executed | failed | error
+    error: type[VolterasError] | None = None
+    retryable: bool | None = None  # the task's fate for errors and failures (api_failure / command_failure)
+    message: tuple[str, ...] = ()  # substrings of the error message
+    creates: int = 1  # hook runs; trigger runs always wait for the one execution made beforehand
+    create_attempts: int | None = None  # hook runs: POSTs that reached the simulator (1 = lost answer adopted)
+    vehicle: str = "sim-ok"
+    delay: float | None = None  # seconds the command stays PENDING (magic -d suffix)
+    extra: dict[str, Any] = field(default_factory=dict)  # connection extras
+    expire_tokens: bool = False  # every access token expires after the create (between polls)
+    revoke_scope: bool = False  # the client loses vehicle:commands
+    token_requests: int | None = None
+    min_elapsed: float = 0.0
+    max_elapsed: float = 15.0
+    hook_only: bool = False
+    # The trigger treats transient and unreadable poll failures as recoverable until its deadline
+    # (documented): where the hook gives up with an error, the trigger ends in a "timeout" event.
+    trigger_outcome: str | None = None
+    trigger_deadline: float = 20.0
+    final_has: tuple[tuple[str, Any], ...] = ()  # (key, value) the final execution carries
+
+    def vehicle_id(self, transport: str) -> str:
+        suffix = f"-d{self.delay:g}" if self.delay is not None else ""
+        return f"{self.vehicle}-{transport}-{self.name}{suffix}"
+
+
+RETRY_AFTER = {"retry_after": 1}
+RETRY_AFTER_DATE = {"retry_after": 1, "retry_after_date": True}
+NOT_JSON = ("not JSON",)
+SERVER = {"outcome": "error", "error": VolterasServerError, "retryable": True, "creates": 0}
+
+CASES: tuple[Case, ...] = (
+    # --- faults on the poll (GET execution): both transports ------------------------------------------
+    Case("poll-500", (fault("status", POLL, 2, status=500),)),
+    Case("poll-502-html", (fault("status", POLL, 2, status=502, html=True),)),
+    Case("poll-503", (fault("status", POLL, 1, status=503),)),
+    Case("poll-429-retry-after-seconds", (fault("rate_limit", POLL, 1, **RETRY_AFTER),), min_elapsed=0.95),
+    Case("poll-429-retry-after-date", (fault("rate_limit", POLL, 1, **RETRY_AFTER_DATE),), min_elapsed=0.85),
+    Case(
+        "poll-429-retry-after-beyond-budget",  # an hour-long Retry-After must not stall the wait
+        (fault("rate_limit", POLL, 1, retry_after=3600),),
+        extra={"retry_total_seconds": 2},
+        max_elapsed=8,
+    ),
+    Case("poll-reset-before-sent", (fault("drop_before", POLL, 2),)),
+    Case("poll-reset-after-sent", (fault("drop_after", POLL, 2),)),
+    Case("poll-reset-rst", (fault("drop_before", POLL, 1, reset=True),)),
+    Case("poll-read-timeout", (fault("slow", POLL, 1, delay=1.2),), extra={"timeout": 0.4}),
+    Case("poll-malformed-json", (fault("malformed_json", POLL, 2),)),
+    Case("poll-wrong-shape-missing-status", (fault("wrong_shape", POLL, 2, shape="missing_status"),)),
+    Case("poll-wrong-shape-list", (fault("wrong_shape", POLL, 2, shape="list"),)),
+    Case("poll-wrong-shape-empty-object", (fault("wrong_shape", POLL, 2, shape="empty_object"),)),
+    Case("poll-unknown-status", (fault("unknown_status", POLL, 2),)),
+    Case("poll-unknown-status-lowercase", (fault("unknown_status", POLL, 2, status_value="executed"),)),
+    Case(
+        "poll-extra-fields",
+        (fault("extra_fields", POLL, None),),
+        final_has=(("oemRequestId", "sim-oem-request"), ("status", "EXECUTED")),
+    ),
+    Case("poll-executed-at-null", (fault("null_executed_at", POLL, 1),), final_has=(("executedAt", None),)),
+    Case(
+        "failed-reason-plain-string",
+        vehicle="sim-fail-text",
+        outcome="failed",
+        retryable=True,
+        message=(TEXT_REASON, "Airflow will retry"),
+        final_has=(("failedReason", TEXT_REASON), ("status", "FAILED")),
+    ),
+    Case(
+        "poll-404",
+        (fault("status", POLL, None, status=404),),
+        outcome="error",
+        error=VolterasNotFoundError,
+        retryable=False,
+        message=("RESOURCE_NOT_FOUND", "HTTP status=404", "Check the vehicle id"),
+    ),
+    Case(
+        "poll-401-once-on-fresh-token",
+        (fault("unauthorized", POLL, 1),),
+        token_requests=2,
+    ),
+    Case(
+        "poll-401-twice-on-fresh-token",
+        (fault("unauthorized", POLL, 2),),
+        outcome="error",
+        error=VolterasAuthenticationError,
+        retryable=False,
+        message=("refused a freshly issued token", "vehicle:commands"),
+        token_requests=2,
+    ),
+    Case("token-expires-between-polls", expire_tokens=True, token_requests=2),
+    # --- the token endpoint ------------------------------------------------------------------------
+    Case("token-500-once", (fault("status", TOKEN, 1, status=500),), token_requests=2),
+    Case("token-reset-once", (fault("drop_before", TOKEN, 1),), token_requests=2),
+    Case("token-429-once", (fault("rate_limit", TOKEN, 1, retry_after=0),), token_requests=2),
+    Case(
+        "token-502-html-always",
+        (fault("status", TOKEN, None, status=502, html=True),),
+        message=("POST /v1/oauth2/token", "HTTP 502", "not JSON (text/html"),
+        token_requests=4,
+        trigger_outcome="timeout",
+        trigger_deadline=2.5,
+        **SERVER,
+    ),
+    Case(
+        "token-refused",
+        (fault("unauthorized", TOKEN, None),),
+        outcome="error",
+        error=VolterasAuthenticationError,
+        retryable=False,
+        creates=0,
+        message=("client id or secret of connection 'volteras_default' was refused",),
+        token_requests=1,
+    ),
+    Case(
+        "token-malformed-json",
+        (fault("malformed_json", TOKEN, None),),
+        outcome="error",
+        error=VolterasUnexpectedResponseError,
+        retryable=True,
+        creates=0,
+        message=("POST /v1/oauth2/token", *NOT_JSON),
+        token_requests=1,
+        trigger_outcome="timeout",
+        trigger_deadline=2.5,
+    ),
+    # --- faults on the create (POST command-execution:...): hook only ------------------------------
+    Case("create-500", (fault("status", CREATE, 1, status=500),), create_attempts=2, hook_only=True),
+    Case("create-500-applied", (fault("status", CREATE, 1, status=500, apply=True),), create_attempts=1, hook_only=True),
+    Case("create-502-html", (fault("status", CREATE, 1, status=502, html=True),), create_attempts=2, hook_only=True),
+    Case(
+        "create-502-html-applied",
+        (fault("status", CREATE, 1, status=502, html=True, apply=True),),
+        create_attempts=1,
+        hook_only=True,
+    ),
+    Case("create-503", (fault("status", CREATE, 1, status=503),), create_attempts=2, hook_only=True),
+    Case(
+        "create-429-retry-after-seconds",
+        (fault("rate_limit", CREATE, 1, **RETRY_AFTER),),
+        create_attempts=2,
+        min_elapsed=0.95,
+        hook_only=True,
+    ),
+    Case(
+        "create-429-retry-after-date",
+        (fault("rate_limit", CREATE, 1, **RETRY_AFTER_DATE),),
+        create_attempts=2,
+        min_elapsed=0.85,
+        hook_only=True,
+    ),
+    Case("create-reset-before-sent", (fault("drop_before", CREATE, 1),), create_attempts=2, hook_only=True),
+    Case("create-reset-after-sent", (fault("drop_after", CREATE, 1),), create_attempts=1, hook_only=True),
+    Case(
+        "create-read-timeout-applied",
+        (fault("slow", CREATE, 1, delay=1.2, apply=True),),
+        extra={"timeout": 0.4},
+        create_attempts=1,
+        hook_only=True,
+    ),
+    Case(
+        # The server acts on the request only after the client gave up: the resend creates the command
+        # and the late original is refused COMMAND_ALREADY_IN_PROGRESS (one pending command per type).
+        "create-read-timeout-late",
+        (fault("slow", CREATE, 1, delay=0.9),),
+        extra={"timeout": 0.4},
+        delay=2.0,
+        create_attempts=2,
+        hook_only=True,
+    ),
+    Case("create-malformed-json", (fault("malformed_json", CREATE, 1),), create_attempts=1, hook_only=True),
+    Case(
+        "create-wrong-shape-missing-status",
+        (fault("wrong_shape", CREATE, 1, shape="missing_status"),),
+        create_attempts=1,
+        hook_only=True,
+    ),
+    Case("create-wrong-shape-list", (fault("wrong_shape", CREATE, 1, shape="list"),), create_attempts=1, hook_only=True),
+    Case(
+        "create-wrong-shape-empty-object",
+        (fault("wrong_shape", CREATE, 1, shape="empty_object"),),
+        create_attempts=1,
+        hook_only=True,
+    ),
+    Case("create-unknown-status", (fault("unknown_status", CREATE, 1),), create_attempts=1, hook_only=True),
+    Case("create-extra-fields", (fault("extra_fields", CREATE, 1),), create_attempts=1, hook_only=True),
+    Case("create-executed-at-null", (fault("null_executed_at", CREATE, 1),), create_attempts=1, hook_only=True),
+    Case(
+        "create-500-always",
+        (fault("status", CREATE, None, status=500),),
+        message=("POST /v1/vehicles/", "HTTP status=500", "SERVER_ERROR"),
+        create_attempts=4,
+        hook_only=True,
+        **SERVER,
+    ),
+    Case(
+        "create-429-always",
+        (fault("rate_limit", CREATE, None, retry_after=0),),
+        outcome="error",
+        error=VolterasRateLimitError,
+        retryable=True,
+        creates=0,
+        create_attempts=4,
+        message=("INTERNAL_RATE_LIMITED", "HTTP status=429"),
+        hook_only=True,
+    ),
+    Case(
+        "create-429-retry-after-beyond-budget",
+        (fault("rate_limit", CREATE, None, retry_after=3600),),
+        extra={"retry_total_seconds": 2},
+        outcome="error",
+        error=VolterasRateLimitError,
+        retryable=True,
+        creates=0,
+        create_attempts=1,
+        max_elapsed=8,
+        hook_only=True,
+    ),
+    Case(
+        "create-401-twice-on-fresh-token",
+        (fault("unauthorized", CREATE, 2),),
+        outcome="error",
+        error=VolterasAuthenticationError,
+        retryable=False,
+        creates=0,
+        create_attempts=2,
+        message=("refused a freshly issued token", "vehicle:commands"),
+        token_requests=2,
+        hook_only=True,
+    ),
+    Case(
+        "create-scope-revoked",
+        revoke_scope=True,
+        outcome="error",
+        error=VolterasAuthenticationError,
+        retryable=False,
+        creates=0,
+        create_attempts=2,
+        message=("refused a freshly issued token", "vehicle:commands"),
+        hook_only=True,
+    ),
+    Case(
+        "list-malformed-json",  # the baseline listing before the create is unreadable: nothing is sent
+        (fault("malformed_json", LIST, None),),
+        outcome="error",
+        error=VolterasUnexpectedResponseError,
+        retryable=True,
+        creates=0,
+        create_attempts=0,
+        message=("GET /v1/vehicles/", *NOT_JSON),
+        hook_only=True,
+    ),
+    Case("list-500-once", (fault("status", LIST, 1, status=500),), create_attempts=1, hook_only=True),
+)
+
+
+def _params(transport: str) -> list[Any]:
+    rows = [c for c in CASES if transport == "hook" or not c.hook_only]
+    return [
+        pytest.param(c, id=c.name, marks=[pytest.mark.slow] if c.min_elapsed >= 0.5 or c.delay else [])
+        for c in rows
+    ]
+
+
+def _arrange(sim: Any, monkeypatch: pytest.MonkeyPatch, case: Case) -> None:
+    use_connection(monkeypatch, sim, **case.extra)
+    if case.revoke_scope:
+        sim.state.configure(grant_commands_scope=False)
+    for spec in case.faults:
+        spec = dict(spec)
+        sim.state.add_fault(spec.pop("kind"), **spec)
+
+
+def _check_common(sim: Any, case: Case, elapsed: float, *, same_outcome: bool = True) -> None:
+    counters = sim.state.counters()
+    if case.faults:
+        assert counters["faultsApplied"] >= 1, "the fault never fired: the row tests nothing"
+    STATS["fault_runs"] += 1
+    STATS["faults_applied"] += counters["faultsApplied"] + case.expire_tokens + case.revoke_scope
+    if case.token_requests is not None and same_outcome:
+        assert counters["tokenRequests"] == case.token_requests, counters["tokenRequestsByGrant"]
+    if case.expire_tokens:
+        assert counters["tokenRequestsByGrant"]["refresh_token"] == 1
+    assert case.min_elapsed <= elapsed <= case.max_elapsed, f"took {elapsed:.2f} s"
+
+
+def _check_message(case: Case, text: str) -> None:
+    for part in case.message:
+        assert part in text, f"{part!r} not in message: {text}"
+
+
+@pytest.mark.parametrize("case", _params("hook"))
+def test_hook_fault(sim: Any, monkeypatch: pytest.MonkeyPatch, case: Case) -> None:
+    _arrange(sim, monkeypatch, case)
+    vehicle_id = case.vehicle_id("hook")
+    hook = VolterasHook()
+    created: dict[str, Any] | None = None
+    final: dict[str, Any] | None = None
+    raised: BaseException | None = None
+    started = time.monotonic()
+    try:
+        created = hook.create_command_execution(vehicle_id, "CLIMATE_OFF")
+        if case.expire_tokens:
+            assert sim.state.expire_tokens() == 1
+        final = hook.wait_for_command_execution(
+            vehicle_id, created["id"], deadline=time.time() + 20, poll_interval=0.2
+        )
+    except BaseException as err:  # noqa: BLE001 - the point is to see whatever escapes
+        raised = err
+    finally:
+        hook.close()
+    elapsed = time.monotonic() - started
+
+    counters = sim.state.counters()
+    assert creates(sim, vehicle_id) == case.creates, counters["creates"]
+    if case.create_attempts is not None:
+        assert counters["createAttempts"] == case.create_attempts
+    _check_common(sim, case, elapsed)
+
+    if case.outcome == "error":
+        assert raised is not None, f"expected {case.error.__name__}, got {final}"
+        assert_documented(raised)
+        assert isinstance(raised, case.error), repr(raised)
+        failure = api_failure(raised, vehicle_id=vehicle_id, command="CLIMATE_OFF")  # what the task reports
+        assert failure.retryable is case.retryable
+        _check_message(case, str(failure))
+        return
+    if raised is not None:
+        assert_documented(raised)
+        pytest.fail(f"expected {case.outcome}, got {raised!r}")
+    assert created is not None and final is not None, "the wait ended without a terminal execution"
+    (execution,) = sim.state.executions(vehicle_id)
+    assert created["id"] == final["id"] == execution["id"], "reported an execution the simulator did not create"
+    assert final["vehicleId"] == vehicle_id and final["command"] == "CLIMATE_OFF"
+    assert final["status"] == ("EXECUTED" if case.outcome == "executed" else "FAILED")
+    for key, value in case.final_has:
+        assert final.get(key) == value, final
+    if case.outcome == "failed":
+        failure = command_failure(final, vehicle_id=vehicle_id, command="CLIMATE_OFF")
+        assert failure.retryable is case.retryable
+        _check_message(case, str(failure))
+
+
+def _operator() -> VolterasCommandOperator:
+    return VolterasCommandOperator(task_id="t", vehicle_id="sim-ok", command="CLIMATE_OFF", timeout=20)
+
+
+@pytest.mark.parametrize("case", _params("trigger"))
+async def test_trigger_fault(sim: Any, monkeypatch: pytest.MonkeyPatch, case: Case) -> None:
+    _arrange(sim, monkeypatch, case)
+    vehicle_id = case.vehicle_id("trigger")
+    execution = sim.state.create_command(vehicle_id, "CLIMATE_OFF")
+    if case.expire_tokens:
+        VolterasHook().get_access_token()  # a cached token that then expires before the first poll
+        assert sim.state.expire_tokens() == 1
+    trigger = CommandExecutionTrigger(
+        vehicle_id=vehicle_id,
+        command_execution_id=execution["id"],
+        deadline=time.time() + case.trigger_deadline,
+        poll_interval=0.2,
+        command="CLIMATE_OFF",
+    )
+    started = time.monotonic()
+    try:
+        events = await collect_events(trigger)
+    except BaseException as err:  # noqa: BLE001
+        assert_documented(err)
+        pytest.fail(f"the trigger raised instead of yielding an event: {err!r}")
+    elapsed = time.monotonic() - started
+
+    counters = sim.state.counters()
+    assert creates(sim, vehicle_id) == 1 and counters["createAttempts"] == 0, "a trigger must never create"
+    outcome = case.trigger_outcome or case.outcome
+    _check_common(sim, case, elapsed, same_outcome=case.trigger_outcome is None)
+    assert len(events) == 1, events
+    payload = events[0].payload
+    assert payload["vehicle_id"] == vehicle_id and payload["command_execution_id"] == execution["id"]
+
+    if outcome == "timeout":
+        assert payload["status"] == "timeout" and payload["execution"] is None, payload
+        with pytest.raises(VolterasRetryableCommandError, match="still PENDING"):
+            _operator().execute_complete({}, payload)
+        return
+    if outcome == "error":
+        assert payload["status"] == "error", payload
+        assert payload["error_type"] == case.error.__name__
+        assert payload["retryable"] is case.retryable
+        _check_message(case, payload["message"])
+        expected: type[VolterasCommandError] = (
+            VolterasRetryableCommandError if case.retryable else VolterasFatalCommandError
+        )
+        with pytest.raises(VolterasCommandError) as info:
+            _operator().execute_complete({}, payload)
+        assert type(info.value) is expected
+        return
+    assert payload["status"] == outcome, payload
+    final = payload["execution"]
+    assert final["id"] == execution["id"] and final["vehicleId"] == vehicle_id
+    for key, value in case.final_has:
+        assert final.get(key) == value, final
+    if outcome == "executed":
+        assert _operator().execute_complete({}, payload) == final
+    else:
+        with pytest.raises(VolterasCommandError) as info:
+            _operator().execute_complete({}, payload)
+        assert info.value.retryable is case.retryable
+        _check_message(case, str(info.value))
+
+
+def test_matrix_covers_every_fault_kind() -> None:
+    """Every fault kind the simulator offers appears in the table, on both transports where it can."""
+    from airflow_provider_volteras.simulator import FAULT_KINDS
+
+    kinds = {f["kind"] for c in CASES for f in c.faults}
+    assert kinds == set(FAULT_KINDS)
+    trigger_kinds = {f["kind"] for c in CASES if not c.hook_only for f in c.faults}
+    assert trigger_kinds == set(FAULT_KINDS)
