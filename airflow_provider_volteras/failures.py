@@ -211,9 +211,7 @@ def classify_reason(
         retryable = False
     action = base.action
     if retryable != base.retryable:
-        action = "Airflow retries the task (per-task override)." if retryable else "Fails without retry (per-task override)."
-    elif not retryable:
-        action = base.action
+        action = "Retried (per-task override)." if retryable else "Not retried (per-task override)."
     return Classification(
         reason=text,
         known=known,

@@ -1,0 +1,138 @@
+"""CommandExecutionTrigger run in an asyncio loop against the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timezone
+
+import pytest
+
+from airflow_provider_volteras.hooks.volteras import VolterasHook
+from airflow_provider_volteras.triggers import _async_client
+from airflow_provider_volteras.triggers.command_execution import CommandExecutionTrigger
+
+
+def make(vehicle_id: str, execution_id: str, seconds: float = 20, **kw) -> CommandExecutionTrigger:
+    return CommandExecutionTrigger(
+        vehicle_id=vehicle_id,
+        command_execution_id=execution_id,
+        deadline=time.time() + seconds,
+        poll_interval=kw.pop("poll_interval", 1),
+        command="CLIMATE_OFF",
+        **kw,
+    )
+
+
+async def first_event(trigger: CommandExecutionTrigger) -> dict:
+    async for event in trigger.run():
+        return event.payload
+    raise AssertionError("the trigger yielded no event")
+
+
+def create(sim, vehicle_id: str, **scenario) -> str:
+    if scenario:
+        sim.state.set_scenario(vehicle_id, **scenario)
+    return VolterasHook().create_command_execution(vehicle_id, "CLIMATE_OFF")["id"]
+
+
+def test_serialize_round_trip_holds_ids_and_settings_only(sim):
+    trigger = make("car-1", "exec-1")
+    path, kwargs = trigger.serialize()
+    assert path == "airflow_provider_volteras.triggers.command_execution.CommandExecutionTrigger"
+    clone = CommandExecutionTrigger(**kwargs)
+    assert clone.serialize() == (path, kwargs)
+    assert datetime.fromisoformat(kwargs["deadline"]).tzinfo == timezone.utc
+    assert "volteras-sim-secret" not in repr(kwargs) and "volteras-sim-secret" not in repr(trigger)
+
+
+def test_naive_deadline_is_refused():
+    with pytest.raises(ValueError, match="timezone-aware"):
+        CommandExecutionTrigger(vehicle_id="v", command_execution_id="e", deadline=datetime(2030, 1, 1))
+
+
+async def test_executed_event(sim):
+    execution_id = create(sim, "car-ok", outcome="EXECUTED", delay=0.3)
+    payload = await first_event(make("car-ok", execution_id))
+    assert payload["status"] == "executed"
+    assert payload["execution"]["id"] == execution_id and payload["execution"]["status"] == "EXECUTED"
+    assert payload["vehicle_id"] == "car-ok" and payload["command"] == "CLIMATE_OFF"
+
+
+async def test_failed_event_carries_the_reason(sim):
+    execution_id = create(sim, "sim-fail-OEM_VEHICLE_OFFLINE-d0.3")
+    payload = await first_event(make("sim-fail-OEM_VEHICLE_OFFLINE-d0.3", execution_id))
+    assert payload["status"] == "failed"
+    assert payload["execution"]["failedReason"] == "OEM_VEHICLE_OFFLINE"
+
+
+async def test_timeout_event_at_the_absolute_deadline(sim):
+    execution_id = create(sim, "sim-stuck-t")
+    started = time.monotonic()
+    payload = await first_event(make("sim-stuck-t", execution_id, seconds=2))
+    elapsed = time.monotonic() - started
+    assert payload["status"] == "timeout"
+    assert payload["execution"]["status"] == "PENDING"
+    assert 1.5 <= elapsed < 10
+
+
+async def test_resumed_trigger_keeps_the_original_deadline(sim):
+    """A triggerer restart re-creates the trigger from its kwargs: the deadline does not move."""
+    execution_id = create(sim, "sim-stuck-r")
+    _, kwargs = make("sim-stuck-r", execution_id, seconds=1.5).serialize()
+    await asyncio.sleep(1.0)
+    started = time.monotonic()
+    payload = await first_event(CommandExecutionTrigger(**kwargs))
+    assert payload["status"] == "timeout"
+    assert time.monotonic() - started < 1.4
+
+
+async def test_unknown_vehicle_gives_a_fatal_error_event(sim):
+    payload = await first_event(make("sim-missing-9", "exec-9"))
+    assert payload["status"] == "error"
+    assert payload["retryable"] is False
+    assert payload["error_type"] == "VolterasNotFoundError"
+    assert "sim-missing-9" in payload["message"]
+
+
+async def test_transient_errors_are_survived(sim):
+    execution_id = create(sim, "car-flaky", outcome="EXECUTED", delay=0.5)
+    # More 500s than one poll's retries (3): the trigger backs off and polls on.
+    sim.state.add_fault("status", method="GET", path="command-executions/", status=502, html=True, count=6)
+    payload = await first_event(make("car-flaky", execution_id, seconds=30))
+    assert payload["status"] == "executed"
+    assert sim.state.counters()["faultsApplied"] == 6
+
+
+async def test_concurrent_triggers_share_one_token_and_one_client(sim):
+    ids = [create(sim, f"car-{i}", outcome="EXECUTED", delay=0.5) for i in range(50)]
+    tokens_before = sim.state.counters()["tokenRequests"]
+    from airflow_provider_volteras import _protocol
+
+    _protocol.TOKEN_CACHE.clear()
+    clients: set[int] = set()
+    original = _async_client.AsyncVolterasClient._send
+
+    async def spy(self, request):
+        clients.add(id(self._shared.http))
+        return await original(self, request)
+
+    _async_client.AsyncVolterasClient._send = spy  # type: ignore[method-assign]
+    try:
+        payloads = await asyncio.gather(*(first_event(make(f"car-{i}", e)) for i, e in enumerate(ids)))
+    finally:
+        _async_client.AsyncVolterasClient._send = original  # type: ignore[method-assign]
+    assert [p["status"] for p in payloads] == ["executed"] * 50
+    assert sim.state.counters()["tokenRequests"] - tokens_before == 1
+    assert len(clients) == 1
+    assert not _async_client._POOL  # the shared client is closed when the last trigger ends
+
+
+async def test_polling_starts_fast_and_slows_down(sim):
+    execution_id = create(sim, "car-slow", outcome="EXECUTED", delay=6)
+    payload = await first_event(make("car-slow", execution_id, poll_interval=3))
+    assert payload["status"] == "executed"
+    polls = [e["time"] for e in sim.state.request_log() if e["method"] == "GET" and execution_id in e["path"]]
+    gaps = [b - a for a, b in zip(polls, polls[1:], strict=False)]
+    assert len(polls) <= 7  # a fixed 1 s poller would need 6-7; a fixed 0.5 s one 12
+    assert gaps[0] < 1.5 and max(gaps) <= 3.5
