@@ -138,7 +138,8 @@ class ClientSettings:
         unknown = sorted(set(extra) - known)
         if unknown:
             raise VolterasConfigurationError(
-                f"Connection '{conn_id}': unknown extra field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}."
+                f"Connection '{conn_id}': unknown extra field(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known))}."
             )
         numbers = {
             name: _as_number(name, extra.get(name, default), minimum=lo, maximum=hi)
@@ -325,7 +326,10 @@ class RawResponse:
 def token_request(settings: ClientSettings, refresh_token: str | None = None) -> ApiRequest:
     if refresh_token:
         return ApiRequest(
-            "POST", "/v1/oauth2/token", form={"grant_type": "refresh_token", "refresh_token": refresh_token}, auth="basic"
+            "POST",
+            "/v1/oauth2/token",
+            form={"grant_type": "refresh_token", "refresh_token": refresh_token},
+            auth="basic",
         )
     return ApiRequest("POST", "/v1/oauth2/token", form={"grant_type": "client_credentials"}, auth="basic")
 
@@ -334,7 +338,9 @@ def test_token_request() -> ApiRequest:
     return ApiRequest("POST", "/v1/oauth2/test-token")
 
 
-def create_command_request(vehicle_id: str, command: str | VehicleCommand, arguments: Mapping[str, Any] | None) -> ApiRequest:
+def create_command_request(
+    vehicle_id: str, command: str | VehicleCommand, arguments: Mapping[str, Any] | None
+) -> ApiRequest:
     spec = get_command_spec(command)
     payload = build_payload(spec.command, arguments)
     path = f"/v1/vehicles/{_seg(validate_id(vehicle_id))}/{spec.path_action}"
@@ -361,7 +367,11 @@ def list_executions_request(
     if filter is not None:
         params["filter"] = filter if isinstance(filter, str) else json.dumps(filter, separators=(",", ":"))
     if max_page_size is not None:
-        if isinstance(max_page_size, bool) or not isinstance(max_page_size, int) or not 1 <= max_page_size <= MAX_PAGE_SIZE:
+        if (
+            isinstance(max_page_size, bool)
+            or not isinstance(max_page_size, int)
+            or not 1 <= max_page_size <= MAX_PAGE_SIZE
+        ):
             raise VolterasInvalidInputError(f"max_page_size must be a whole number from 1 to {MAX_PAGE_SIZE}.")
         params["maxPageSize"] = str(max_page_size)
     if page_token:
@@ -467,7 +477,7 @@ def error_from_response(resp: RawResponse, request: ApiRequest) -> VolterasApiEr
         return _make(cls, message, retry_after, request_id=header_request_id, **where)
     if isinstance(body, dict) and isinstance(body.get("error"), str):
         code = body["error"]
-        message = body.get("message") if isinstance(body.get("message"), str) else code
+        message = str(body["message"]) if isinstance(body.get("message"), str) else code
         cls = _CODE_TO_ERROR.get(code) or _status_to_error(resp.status)
         request_id = body.get("requestId") if isinstance(body.get("requestId"), str) else header_request_id
         return _make(cls, message, retry_after, code=code, request_id=request_id, data=body.get("data"), **where)
@@ -475,15 +485,29 @@ def error_from_response(resp: RawResponse, request: ApiRequest) -> VolterasApiEr
         problems = []
         for item in body["detail"][:5]:
             if isinstance(item, dict):
-                loc = ".".join(str(p) for p in item.get("loc", []) if p != "body") if isinstance(item.get("loc"), list) else ""
+                loc = (
+                    ".".join(str(p) for p in item.get("loc", []) if p != "body")
+                    if isinstance(item.get("loc"), list)
+                    else ""
+                )
                 problems.append(f"{loc}: {item.get('msg')}" if loc else str(item.get("msg")))
         message = "request validation failed: " + ("; ".join(problems) or "no details")
         cls = _status_to_error(resp.status) if resp.status != 422 else VolterasValidationError
-        return _make(cls, message, retry_after, code="REQUEST_VALIDATION_ERROR", request_id=header_request_id, data=body["detail"], **where)
+        return _make(
+            cls,
+            message,
+            retry_after,
+            code="REQUEST_VALIDATION_ERROR",
+            request_id=header_request_id,
+            data=body["detail"],
+            **where,
+        )
     cls = _status_to_error(resp.status)
     if cls is VolterasApiError:
         cls = VolterasUnexpectedResponseError
-    return _make(cls, f"HTTP {resp.status} with an unrecognised error body", retry_after, request_id=header_request_id, **where)
+    return _make(
+        cls, f"HTTP {resp.status} with an unrecognised error body", retry_after, request_id=header_request_id, **where
+    )
 
 
 def _make(cls: type[VolterasApiError], message: str, retry_after: float | None, **kwargs: Any) -> VolterasApiError:
@@ -510,7 +534,9 @@ def parse_json_answer(resp: RawResponse, request: ApiRequest) -> Any:
         return _decode_json(resp)
     except _NotJson:
         raise _unexpected(
-            request, resp, f"answered HTTP {resp.status} with a body that is not JSON ({resp.content_type}, {len(resp.body)} bytes)"
+            request,
+            resp,
+            f"answered HTTP {resp.status} with a body that is not JSON ({resp.content_type}, {len(resp.body)} bytes)",
         ) from None
 
 
@@ -536,7 +562,9 @@ def check_execution(
         raise _unexpected(request, resp, f"asked for execution {execution_id} but got {body['id'][:60]!r}")
     if body.get("vehicleId") != vehicle_id:
         raise _unexpected(
-            request, resp, f"execution {body['id']} belongs to vehicle {str(body.get('vehicleId'))[:60]!r}, not {vehicle_id}"
+            request,
+            resp,
+            f"execution {body['id']} belongs to vehicle {str(body.get('vehicleId'))[:60]!r}, not {vehicle_id}",
         )
     if not isinstance(body.get("command"), str):
         raise _unexpected(request, resp, "command execution has no command")
@@ -646,7 +674,12 @@ def parse_token(resp: RawResponse, request: ApiRequest) -> tuple[str, str | None
     expires_in = body.get("expires_in")
     if isinstance(expires_in, int) and not isinstance(expires_in, bool) and expires_in.bit_length() > 1000:
         expires_in = math.inf  # beyond any float: math.isfinite() would raise OverflowError; refused below
-    if isinstance(expires_in, bool) or not isinstance(expires_in, (int, float)) or not math.isfinite(expires_in) or expires_in <= 0:
+    if (
+        isinstance(expires_in, bool)
+        or not isinstance(expires_in, (int, float))
+        or not math.isfinite(expires_in)
+        or expires_in <= 0
+    ):
         raise _unexpected(request, resp, "the token answer has no positive expires_in")
     refresh = body.get("refresh_token")
     return body["access_token"], refresh if isinstance(refresh, str) and refresh else None, float(expires_in)
@@ -658,7 +691,9 @@ RENEW_TOKEN = object()
 Step = Any  # ApiRequest or RENEW_TOKEN
 
 
-def renew_flow(settings: ClientSettings, cache: TokenCache) -> Generator[ApiRequest, RawResponse, tuple[str, str | None]]:
+def renew_flow(
+    settings: ClientSettings, cache: TokenCache
+) -> Generator[ApiRequest, RawResponse, tuple[str, str | None]]:
     """Get a new access token: the refresh grant when a refresh token is held, else client credentials.
 
     Returns ``(access_token, refresh_token)`` and stores them in ``cache``. A refused refresh token
@@ -736,7 +771,9 @@ class _BackoffOrRetryAfter(tenacity.wait.wait_base):
         return float(wait)
 
 
-def retry_kwargs(settings: ClientSettings, log: logging.Logger | Any, *, retry_on: tuple[type[BaseException], ...] = TRANSIENT_ERRORS) -> dict[str, Any]:
+def retry_kwargs(
+    settings: ClientSettings, log: logging.Logger | Any, *, retry_on: tuple[type[BaseException], ...] = TRANSIENT_ERRORS
+) -> dict[str, Any]:
     """Keyword arguments for ``tenacity.Retrying`` / ``AsyncRetrying``: bounded attempts and total time."""
 
     def before_sleep(state: tenacity.RetryCallState) -> None:

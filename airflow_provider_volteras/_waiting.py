@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow_provider_volteras import _protocol as p
 from airflow_provider_volteras.exceptions import (
@@ -43,12 +43,12 @@ class CommandWaitMixin:
     wait_timeout: float
     retryable_reasons: Iterable[str]
     fatal_reasons: Iterable[str]
-    hook: VolterasHook
     log: Any
 
     if TYPE_CHECKING:
 
-        def defer(self, *, trigger: Any, method_name: str, kwargs: dict[str, Any] | None = None) -> None: ...
+        @property
+        def hook(self) -> VolterasHook: ...
 
     def wait_for(self, context: Context, execution: dict[str, Any], vehicle_id: str, command: str) -> dict[str, Any]:
         """Return the execution once ``EXECUTED``; raise the mapped task failure otherwise."""
@@ -71,9 +71,9 @@ class CommandWaitMixin:
                 command,
                 execution_id,
                 vehicle_id,
-                datetime.fromtimestamp(deadline, tz=timezone.utc).isoformat(),
+                datetime.fromtimestamp(deadline, tz=UTC).isoformat(),
             )
-            self.defer(
+            cast(Any, self).defer(
                 trigger=CommandExecutionTrigger(
                     vehicle_id=vehicle_id,
                     command_execution_id=execution_id,
@@ -84,7 +84,9 @@ class CommandWaitMixin:
                 ),
                 method_name="execute_complete",
             )
-        self.log.info("%s execution %s on vehicle %s is PENDING; waiting in the worker", command, execution_id, vehicle_id)
+        self.log.info(
+            "%s execution %s on vehicle %s is PENDING; waiting in the worker", command, execution_id, vehicle_id
+        )
         try:
             final = self.hook.wait_for_command_execution(
                 vehicle_id, execution_id, deadline=deadline, poll_interval=self.wait_poll_interval
@@ -172,4 +174,3 @@ class CommandWaitMixin:
             if isinstance(r.get("windowSizeSeconds"), int) and not isinstance(r.get("windowSizeSeconds"), bool)
         ]
         return max(windows) if windows else None
-

@@ -57,7 +57,7 @@ class VolterasApiError(VolterasError):
         path: str | None = None,
     ) -> None:
         self.code = code
-        self.status_code = status_code
+        self.status_code = status_code  # type: ignore[assignment]  # AirflowException's is an HTTPStatus
         self.api_message = message
         self.request_id = request_id
         self.data = data

@@ -25,9 +25,7 @@ with DAG(
     render_template_as_native_obj=True,
     params={
         "vehicle_id": Param("sim-ok", type="string", minLength=1, maxLength=200, title="Vehicle id"),
-        "command": Param(
-            "CLIMATE_OFF", type="string", enum=[c.value for c in CREATABLE_COMMANDS], title="Command"
-        ),
+        "command": Param("CLIMATE_OFF", type="string", enum=[c.value for c in CREATABLE_COMMANDS], title="Command"),
         "arguments": Param(
             None,
             type=["object", "null"],

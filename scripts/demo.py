@@ -59,16 +59,25 @@ def main() -> int:
                 stderr=subprocess.STDOUT,
             )
         text = log.read_text()
-        for pattern in ("Sent CLIMATE_OFF", "deferring until", "running trigger in line", "EXECUTED \\(", "FAILED with",
-                        "Marking run", "DagRun Finished"):
+        for pattern in (
+            "Sent CLIMATE_OFF",
+            "deferring until",
+            "running trigger in line",
+            "EXECUTED \\(",
+            "FAILED with",
+            "Marking run",
+            "DagRun Finished",
+        ):
             for found in re.findall(rf".*{pattern}.*", text):
                 print("   ", re.sub(r"\s+\[[^\]]*\]\s+loc=.*$", "", found.strip())[:220])
         with urllib.request.urlopen(f"{base_url}/_simulator/counters") as resp:
             counters = json.load(resp)
         creates = counters.get("creates", {}).get(vehicle_id, {})
         state = "success" if "state=success" in text else "failed"
-        print(f"== Outcome: DAG run {state}; the simulator received {sum(creates.values())} CLIMATE_OFF create(s) for "
-              f"{vehicle_id}, {counters.get('polls')} status polls, {counters.get('tokenRequests')} token request(s).")
+        print(
+            f"== Outcome: DAG run {state}; the simulator received {sum(creates.values())} CLIMATE_OFF create(s) for "
+            f"{vehicle_id}, {counters.get('polls')} status polls, {counters.get('tokenRequests')} token request(s)."
+        )
         print(f"   Full log: {log}")
         return 0 if (run.returncode == 0 and state == "success") or vehicle_id != "sim-ok" else 1
     finally:

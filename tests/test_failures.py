@@ -35,15 +35,28 @@ DOCUMENTED = json.loads(OPENAPI.read_text())["components"]["schemas"]["VehicleCo
 
 # Named in the product's requirements: these need a person.
 MUST_BE_FATAL = {
-    "OEM_INCORRECT_REGION", "OEM_USER_ACCOUNT_LOCKED", "OEM_OAUTH_TOKEN_EXPIRED",
-    "OEM_VEHICLE_REMOTE_ACCESS_DISABLED", "OEM_VEHICLE_LOCATION_SHARING_DISABLED",
-    "OEM_AUTH_DRIVER_IS_NOT_PRIMARY_USER", "OEM_DEVICE_NOT_FOUND", "OEM_VEHICLE_NOT_IN_AUTHORIZED_LOCATION",
-    "OEM_VEHICLE_CHARGING_REFUSED_PLAY_PROTECTION", "AUTHENTICATION_ERROR", "NOT_PERMITTED",
+    "OEM_INCORRECT_REGION",
+    "OEM_USER_ACCOUNT_LOCKED",
+    "OEM_OAUTH_TOKEN_EXPIRED",
+    "OEM_VEHICLE_REMOTE_ACCESS_DISABLED",
+    "OEM_VEHICLE_LOCATION_SHARING_DISABLED",
+    "OEM_AUTH_DRIVER_IS_NOT_PRIMARY_USER",
+    "OEM_DEVICE_NOT_FOUND",
+    "OEM_VEHICLE_NOT_IN_AUTHORIZED_LOCATION",
+    "OEM_VEHICLE_CHARGING_REFUSED_PLAY_PROTECTION",
+    "AUTHENTICATION_ERROR",
+    "NOT_PERMITTED",
 }
 # ... and these are transient.
 MUST_BE_RETRYABLE = {
-    "OEM_TIMEOUT", "OEM_NETWORK_ERROR", "OEM_UNAVAILABLE", "OEM_RATE_LIMITED", "OEM_VEHICLE_OFFLINE",
-    "OEM_COMMAND_REFUSED_VEHICLE_AWAKE_IN_STAND_STILL_AND_ACTIVE_STATE", "SERVER_ERROR", "INTERNAL_RATE_LIMITED",
+    "OEM_TIMEOUT",
+    "OEM_NETWORK_ERROR",
+    "OEM_UNAVAILABLE",
+    "OEM_RATE_LIMITED",
+    "OEM_VEHICLE_OFFLINE",
+    "OEM_COMMAND_REFUSED_VEHICLE_AWAKE_IN_STAND_STILL_AND_ACTIVE_STATE",
+    "SERVER_ERROR",
+    "INTERNAL_RATE_LIMITED",
 }
 
 
@@ -72,7 +85,9 @@ def test_every_reason_is_classified_with_a_meaning(reason):
 
 
 def test_plain_string_reason_is_retryable_and_says_so():
-    error = command_failure({"id": "e", "failedReason": "Vehicle did not respond"}, vehicle_id="v", command="LOCK_DOORS")
+    error = command_failure(
+        {"id": "e", "failedReason": "Vehicle did not respond"}, vehicle_id="v", command="LOCK_DOORS"
+    )
     assert isinstance(error, VolterasRetryableCommandError)
     assert "not a documented reason" in str(error)
     assert classify_reason(None).retryable and classify_reason("").reason == "(no reason given)"

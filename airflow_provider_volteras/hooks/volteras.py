@@ -135,11 +135,12 @@ class VolterasHook(BaseHook):
     def _renew_token(self) -> str:
         settings = self.settings
         with _renew_lock(settings.cache_key):
-            token = self._token_cache.valid(settings)
-            if token is None:
-                token, refresh = drive(p.renew_flow(settings, self._token_cache), self._send)
-                _mask(token)
-                _mask(refresh)
+            cached = self._token_cache.valid(settings)
+            if cached is not None:
+                return cached
+            token, refresh = drive(p.renew_flow(settings, self._token_cache), self._send)
+            _mask(token)
+            _mask(refresh)
         return token
 
     def _retrying(self) -> tenacity.Retrying:
@@ -222,7 +223,9 @@ class VolterasHook(BaseHook):
     def find_pending_execution(self, vehicle_id: str, command: str | VehicleCommand) -> dict[str, Any] | None:
         """The newest ``PENDING`` execution of ``command`` on the vehicle, or ``None``."""
         cmd = get_command_spec(command, creatable=False).command.value
-        for execution in self.list_command_executions(vehicle_id, filter=p.command_filter(cmd, p.STATUS_PENDING), max_page_size=p.ADOPTION_PAGE_SIZE):
+        for execution in self.list_command_executions(
+            vehicle_id, filter=p.command_filter(cmd, p.STATUS_PENDING), max_page_size=p.ADOPTION_PAGE_SIZE
+        ):
             # The filter narrows the listing; the check below is what decides.
             if execution.get("command") == cmd and execution.get("status") == p.STATUS_PENDING:
                 if execution.get("vehicleId", vehicle_id) == vehicle_id and isinstance(execution.get("id"), str):

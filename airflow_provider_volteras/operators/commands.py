@@ -153,8 +153,13 @@ class VolterasCommandOperator(CommandWaitMixin, BaseOperator):
             return None
         command = spec.command.value
         if record.get("vehicle_id") != vehicle_id or record.get("command") != command:
-            self.log.info("An earlier try sent %s to %s; this try sends %s to %s.", record.get("command"),
-                          record.get("vehicle_id"), command, vehicle_id)
+            self.log.info(
+                "An earlier try sent %s to %s; this try sends %s to %s.",
+                record.get("command"),
+                record.get("vehicle_id"),
+                command,
+                vehicle_id,
+            )
             return None
         try:
             execution = self.hook.get_command_execution(vehicle_id, str(record["id"]))
@@ -165,17 +170,31 @@ class VolterasCommandOperator(CommandWaitMixin, BaseOperator):
             raise api_failure(err, vehicle_id=vehicle_id, command=command, execution_id=str(record["id"])) from err
         status = execution.get("status")
         if status == p.STATUS_PENDING:
-            self.log.info("Re-attaching to %s execution %s on vehicle %s from an earlier try (still PENDING); "
-                          "not sending the command again.", command, execution["id"], vehicle_id)
+            self.log.info(
+                "Re-attaching to %s execution %s on vehicle %s from an earlier try (still PENDING); "
+                "not sending the command again.",
+                command,
+                execution["id"],
+                vehicle_id,
+            )
             return execution
         if status == p.STATUS_EXECUTED:
-            self.log.info("%s execution %s on vehicle %s from an earlier try already EXECUTED; not sending again.",
-                          command, execution["id"], vehicle_id)
+            self.log.info(
+                "%s execution %s on vehicle %s from an earlier try already EXECUTED; not sending again.",
+                command,
+                execution["id"],
+                vehicle_id,
+            )
             return execution
-        reason = classify_reason(execution.get("failedReason"), retryable_reasons=self.retryable_reasons,
-                                 fatal_reasons=self.fatal_reasons)
-        self.log.info("Execution %s from an earlier try FAILED (%s, %s); sending the command again.", execution["id"],
-                      reason.reason, "retryable" if reason.retryable else "fatal, task was cleared")
+        reason = classify_reason(
+            execution.get("failedReason"), retryable_reasons=self.retryable_reasons, fatal_reasons=self.fatal_reasons
+        )
+        self.log.info(
+            "Execution %s from an earlier try FAILED (%s, %s); sending the command again.",
+            execution["id"],
+            reason.reason,
+            "retryable" if reason.retryable else "fatal, task was cleared",
+        )
         return None
 
     def _create(self, vehicle_id: str, spec: CommandSpec, arguments: dict[str, Any] | None) -> dict[str, Any]:
@@ -186,8 +205,9 @@ class VolterasCommandOperator(CommandWaitMixin, BaseOperator):
             return self._in_progress(err, vehicle_id, spec)
         except VolterasError as err:
             raise api_failure(err, vehicle_id=vehicle_id, command=command) from err
-        self.log.info("Sent %s to vehicle %s: execution %s is %s.", command, vehicle_id, execution["id"],
-                      execution["status"])
+        self.log.info(
+            "Sent %s to vehicle %s: execution %s is %s.", command, vehicle_id, execution["id"], execution["status"]
+        )
         return execution
 
     def _in_progress(self, err: VolterasCommandInProgressError, vehicle_id: str, spec: CommandSpec) -> dict[str, Any]:
@@ -196,7 +216,9 @@ class VolterasCommandOperator(CommandWaitMixin, BaseOperator):
         if self.if_in_progress == "fail":
             raise VolterasFatalCommandError(
                 f"{what}; if_in_progress='fail', so this task fails. Airflow will NOT retry the task.",
-                vehicle_id=vehicle_id, command=command, reason="COMMAND_ALREADY_IN_PROGRESS",
+                vehicle_id=vehicle_id,
+                command=command,
+                reason="COMMAND_ALREADY_IN_PROGRESS",
             )
         if self.if_in_progress == "skip":
             raise AirflowSkipException(f"{what}; if_in_progress='skip', so this task is skipped.")
@@ -208,10 +230,13 @@ class VolterasCommandOperator(CommandWaitMixin, BaseOperator):
             raise VolterasRetryableCommandError(
                 f"{what}, but it was no longer pending when looked up, so its outcome is unknown to this task. "
                 "Airflow will retry the task.",
-                vehicle_id=vehicle_id, command=command, reason="COMMAND_ALREADY_IN_PROGRESS",
+                vehicle_id=vehicle_id,
+                command=command,
+                reason="COMMAND_ALREADY_IN_PROGRESS",
             )
-        self.log.warning("%s: adopting execution %s and waiting for it instead of sending another.", what,
-                         pending["id"])
+        self.log.warning(
+            "%s: adopting execution %s and waiting for it instead of sending another.", what, pending["id"]
+        )
         return pending
 
 
@@ -315,9 +340,19 @@ class SetChargeLimitOperator(_CatalogueOperator):
 OPERATORS: dict[VehicleCommand, type[_CatalogueOperator]] = {
     cls.spec.command: cls
     for cls in (
-        ClimateOffOperator, ClimateOnOperator, StartHvacSystemOperator, SetTemperatureOperator, LockDoorsOperator,
-        UnlockDoorsOperator, ActuateFrontTrunkOperator, ActuateRearTrunkOperator, OpenChargePortOperator,
-        CloseChargePortOperator, StartChargingOperator, StopChargingOperator, SetChargeLimitOperator,
+        ClimateOffOperator,
+        ClimateOnOperator,
+        StartHvacSystemOperator,
+        SetTemperatureOperator,
+        LockDoorsOperator,
+        UnlockDoorsOperator,
+        ActuateFrontTrunkOperator,
+        ActuateRearTrunkOperator,
+        OpenChargePortOperator,
+        CloseChargePortOperator,
+        StartChargingOperator,
+        StopChargingOperator,
+        SetChargeLimitOperator,
     )
 }
 

@@ -69,7 +69,6 @@ class AsyncVolterasClient:
     async def open(cls, conn_id: str, log: logging.Logger | Any = None) -> AsyncIterator[AsyncVolterasClient]:
         """Look the connection up with ``aget_connection`` and lend the loop's shared client for it."""
         from airflow.sdk import BaseHook
-
         from airflow.sdk.exceptions import AirflowNotFoundException
 
         try:
@@ -83,7 +82,9 @@ class AsyncVolterasClient:
 
     @classmethod
     @asynccontextmanager
-    async def lend(cls, settings: p.ClientSettings, log: logging.Logger | Any = None) -> AsyncIterator[AsyncVolterasClient]:
+    async def lend(
+        cls, settings: p.ClientSettings, log: logging.Logger | Any = None
+    ) -> AsyncIterator[AsyncVolterasClient]:
         loop = asyncio.get_running_loop()
         key = (id(loop), settings.cache_key, settings.timeout, settings.connect_timeout, str(settings.verify))
         shared = _POOL.get(key)
@@ -91,7 +92,9 @@ class AsyncVolterasClient:
             shared = _Shared(
                 http=httpx.AsyncClient(
                     base_url=settings.base_url,
-                    timeout=httpx.Timeout(settings.timeout, connect=settings.connect_timeout, pool=settings.timeout * 4),
+                    timeout=httpx.Timeout(
+                        settings.timeout, connect=settings.connect_timeout, pool=settings.timeout * 4
+                    ),
                     limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
                     verify=settings.verify,
                     follow_redirects=False,
@@ -137,11 +140,12 @@ class AsyncVolterasClient:
 
     async def _renew_token(self) -> str:
         async with self._shared.renew_lock:
-            token = self._cache.valid(self.settings)
-            if token is None:
-                token, refresh = await adrive(p.renew_flow(self.settings, self._cache), self._send)
-                await _mask(token)
-                await _mask(refresh)
+            cached = self._cache.valid(self.settings)
+            if cached is not None:
+                return cached
+            token, refresh = await adrive(p.renew_flow(self.settings, self._cache), self._send)
+            await _mask(token)
+            await _mask(refresh)
         return token
 
     async def _request(self, request: p.ApiRequest, parse: Callable[[p.RawResponse, p.ApiRequest], T]) -> T:

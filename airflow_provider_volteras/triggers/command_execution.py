@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -20,7 +20,7 @@ def deadline_to_iso(deadline: datetime | str | float) -> str:
         if isinstance(deadline, str):
             deadline = datetime.fromisoformat(deadline)
         elif isinstance(deadline, (int, float)) and not isinstance(deadline, bool):
-            deadline = datetime.fromtimestamp(deadline, tz=timezone.utc)
+            deadline = datetime.fromtimestamp(deadline, tz=UTC)
     except (ValueError, OverflowError, OSError) as err:
         raise VolterasInvalidInputError(f"deadline {str(deadline)[:60]!r} is not a valid time ({err}).") from None
     if not isinstance(deadline, datetime):
@@ -29,7 +29,7 @@ def deadline_to_iso(deadline: datetime | str | float) -> str:
         )
     if deadline.tzinfo is None:
         raise VolterasInvalidInputError("deadline must be timezone-aware (UTC)")
-    return deadline.astimezone(timezone.utc).isoformat()
+    return deadline.astimezone(UTC).isoformat()
 
 
 def _poll_interval(value: float) -> float:

@@ -53,8 +53,14 @@ def test_executed_command_succeeds_at_first_try(sim, dags, triggers, dag_id):
         assert kwargs["vehicle_id"] == "sim-ok-1" and kwargs["command_execution_id"] == execution["id"]
         flat = repr(kwargs)
         assert "volteras-sim-secret" not in flat and "Bearer" not in flat
-        assert set(kwargs) == {"vehicle_id", "command_execution_id", "deadline", "volteras_conn_id", "poll_interval",
-                               "command"}
+        assert set(kwargs) == {
+            "vehicle_id",
+            "command_execution_id",
+            "deadline",
+            "volteras_conn_id",
+            "poll_interval",
+            "command",
+        }
 
 
 @pytest.mark.parametrize("dag_id", MODES)
@@ -137,8 +143,11 @@ def test_server_errors_at_create_are_retried_by_the_task(sim, dags):
 
 
 def test_set_temperature_sends_typed_arguments(sim, dags):
-    conf = {"vehicle_id": "car-t", "command": "SET_TEMPERATURE",
-            "arguments": {"driverTemperature": 21.5, "passengerTemperature": 20}}
+    conf = {
+        "vehicle_id": "car-t",
+        "command": "SET_TEMPERATURE",
+        "arguments": {"driverTemperature": 21.5, "passengerTemperature": 20},
+    }
     result = run(dags.vt_deferrable, conf)
     assert result.state == "success"
     [execution] = sim.state.executions("car-t")
@@ -205,8 +214,12 @@ def test_retry_policy_fails_fatal_and_retries_retryable(sim, dags):
     fatal = run(dags.vt_policy, {"vehicle_id": "sim-fail-OEM_DEVICE_NOT_FOUND-d0.2"})
     assert fatal.state == "failed" and fatal.task().try_number == 1
     vid = "car-policy"
-    sim.state.set_scenario(vid, outcome="EXECUTED", delay=0.2,
-                           sequence=[{"outcome": "FAILED", "failedReason": "OEM_RATE_LIMITED", "delaySeconds": 0.2}])
+    sim.state.set_scenario(
+        vid,
+        outcome="EXECUTED",
+        delay=0.2,
+        sequence=[{"outcome": "FAILED", "failedReason": "OEM_RATE_LIMITED", "delaySeconds": 0.2}],
+    )
     retried = run(dags.vt_policy, {"vehicle_id": vid})
     assert retried.state == "success" and retried.task().try_number == 2
     assert sim.state.counters()["rateLimitRequests"] >= 1  # the window was read from /v1/rate-limits

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -42,7 +43,7 @@ def test_serialize_round_trip_holds_ids_and_settings_only(sim):
     assert path == "airflow_provider_volteras.triggers.command_execution.CommandExecutionTrigger"
     clone = CommandExecutionTrigger(**kwargs)
     assert clone.serialize() == (path, kwargs)
-    assert datetime.fromisoformat(kwargs["deadline"]).tzinfo == timezone.utc
+    assert datetime.fromisoformat(kwargs["deadline"]).tzinfo == UTC
     assert "volteras-sim-secret" not in repr(kwargs) and "volteras-sim-secret" not in repr(trigger)
 
 
@@ -133,6 +134,6 @@ async def test_polling_starts_fast_and_slows_down(sim):
     payload = await first_event(make("car-slow", execution_id, poll_interval=3))
     assert payload["status"] == "executed"
     polls = [e["time"] for e in sim.state.request_log() if e["method"] == "GET" and execution_id in e["path"]]
-    gaps = [b - a for a, b in zip(polls, polls[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(polls)]
     assert len(polls) <= 7  # a fixed 1 s poller would need 6-7; a fixed 0.5 s one 12
     assert gaps[0] < 1.5 and max(gaps) <= 3.5

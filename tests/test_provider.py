@@ -1,0 +1,139 @@
+"""Packaging: provider registration, connection forms, cheap imports, example DAGs, README truth."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_volteras import get_provider_info
+from airflow_provider_volteras.failures import FAILED_REASONS
+from airflow_provider_volteras.hooks.volteras import VolterasHook
+from airflow_provider_volteras.operators.commands import OPERATORS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_provider_info_names_every_component():
+    info = get_provider_info()
+    assert info["package-name"] == "airflow-provider-volteras"
+    [conn] = info["connection-types"]
+    assert conn["connection-type"] == "volteras"
+    assert conn["hook-class-name"] == "airflow_provider_volteras.hooks.volteras.VolterasHook"
+    behaviour = conn["ui-field-behaviour"]
+    assert set(behaviour["hidden-fields"]) == {"schema", "port"}
+    assert behaviour["relabeling"] == {"login": "Client ID", "password": "Client Secret", "host": "API base URL"}
+    assert behaviour["placeholders"]["host"] == "https://api.volteras.com"
+    for kind in ("hooks", "operators", "sensors", "triggers"):
+        for module in info[kind][0]["python-modules"]:
+            __import__(module)
+
+
+def test_airflow_sees_the_provider_and_its_connection_type():
+    from airflow.providers_manager import ProvidersManager
+
+    pm = ProvidersManager()
+    assert "airflow-provider-volteras" in pm.providers
+    assert "volteras" in pm.hooks
+    assert pm.hooks["volteras"].hook_class_name == "airflow_provider_volteras.hooks.volteras.VolterasHook"
+    assert "volteras" in pm.field_behaviours
+
+
+def test_hook_contract():
+    assert VolterasHook.conn_name_attr == "volteras_conn_id"
+    assert VolterasHook.default_conn_name == "volteras_default"
+    assert VolterasHook.conn_type == "volteras" and VolterasHook.hook_name == "Volteras"
+
+
+def test_connection_from_json_env(monkeypatch):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_VOLTERAS_JSON",
+        json.dumps({"conn_type": "volteras", "login": "cid", "password": "sec", "extra": {"timeout": 7}}),
+    )
+    settings = VolterasHook("volteras_json").settings
+    assert settings.base_url == "https://api.volteras.com" and settings.client_id == "cid" and settings.timeout == 7
+
+
+def test_connection_from_uri_env(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_VOLTERAS_URI", "volteras://cid:s%2Fec@api.sandbox.volteras.com?timeout=12")
+    settings = VolterasHook("volteras_uri").settings
+    assert settings.base_url == "https://api.sandbox.volteras.com"
+    assert settings.client_secret == "s/ec" and settings.timeout == 12
+
+
+def test_connections_add_cli(airflow_db):
+    env = {**os.environ}
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "airflow",
+            "connections",
+            "add",
+            "volteras_cli",
+            "--conn-type",
+            "volteras",
+            "--conn-login",
+            "cid",
+            "--conn-password",
+            "sec",
+            "--conn-host",
+            "https://api.sandbox.volteras.com",
+            "--conn-extra",
+            '{"max_retries": 2}',
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "airflow", "connections", "get", "volteras_cli", "-o", "json"],
+        check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+    ).stdout
+    [conn] = json.loads(out)
+    assert conn["conn_type"] == "volteras" and conn["host"] == "https://api.sandbox.volteras.com"
+
+
+def test_importing_operators_and_sensor_stays_cheap():
+    code = (
+        "import sys, airflow.sdk; before = set(sys.modules);"
+        "import airflow_provider_volteras.operators.commands, airflow_provider_volteras.sensors.command_execution,"
+        " airflow_provider_volteras.hooks.volteras;"
+        "added = set(sys.modules) - before;"
+        "bad = sorted(m for m in added if m.split('.')[0] in {'fastapi', 'uvicorn', 'starlette', 'httpx'}"
+        " or m.startswith(('airflow_provider_volteras.simulator', 'airflow_provider_volteras.triggers')));"
+        "print(bad)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_example_dags_parse_without_errors():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "example_dags"))
+    assert bag.import_errors == {}
+    assert set(bag.dag_ids) == {"volteras_climate_off", "volteras_send_command", "volteras_fleet_climate_off"}
+
+
+README = (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("reason", sorted(FAILED_REASONS))
+def test_readme_failure_table_matches_the_code(reason):
+    info = FAILED_REASONS[reason]
+    [row] = [line for line in README.splitlines() if line.startswith(f"| `{reason}` |")]
+    assert ("**fatal**" in row) == (not info.retryable)
+    assert info.meaning in row
+
+
+@pytest.mark.parametrize("name", sorted(cls.__name__ for cls in OPERATORS.values()))
+def test_readme_documents_every_operator(name):
+    assert f"`{name}`" in README
