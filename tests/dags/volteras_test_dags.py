@@ -98,3 +98,26 @@ with _dag("vt_mapped") as vt_mapped:
     ClimateOffOperator.partial(task_id="send", poll_interval=1, **FAST_RETRY).expand(
         vehicle_id=["sim-ok-a", "sim-ok-b", "sim-fail-OEM_OAUTH_TOKEN_EXPIRED"]
     )
+
+with _dag("vt_sensor_sync") as vt_sensor_sync:
+    CommandExecutionSensor(
+        task_id="wait",
+        vehicle_id="{{ dag_run.conf['vehicle_id'] }}",
+        command_execution_id="{{ dag_run.conf['execution_id'] }}",
+        deferrable=False,
+        poke_interval=1,
+        timeout=30,
+        retries=1,
+        retry_delay=timedelta(seconds=1),
+    )
+
+with _dag("vt_sensor") as vt_sensor:
+    CommandExecutionSensor(
+        task_id="wait",
+        vehicle_id="{{ dag_run.conf['vehicle_id'] }}",
+        command_execution_id="{{ dag_run.conf['execution_id'] }}",
+        poke_interval=1,
+        timeout=30,
+        retries=1,
+        retry_delay=timedelta(seconds=1),
+    )

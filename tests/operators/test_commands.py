@@ -218,6 +218,7 @@ def test_retry_policy_fails_fatal_and_retries_retryable(sim, dags):
         vid,
         outcome="EXECUTED",
         delay=0.2,
+        rate_limit_window_seconds=2,  # the policy waits at least the vehicle's window: keep the test short
         sequence=[{"outcome": "FAILED", "failedReason": "OEM_RATE_LIMITED", "delaySeconds": 0.2}],
     )
     retried = run(dags.vt_policy, {"vehicle_id": vid})
@@ -226,6 +227,7 @@ def test_retry_policy_fails_fatal_and_retries_retryable(sim, dags):
 
 
 def test_two_task_pattern_with_deferrable_sensor(sim, dags, triggers):
+    sim.state.set_scenario("sim-ok-two", outcome="EXECUTED", delay=3)  # still pending when the sensor starts
     result = run(dags.vt_two_task, {"vehicle_id": "sim-ok-two"})
     assert result.state == "success"
     assert result.task("send").state == "success" and result.task("wait").state == "success"

@@ -1,0 +1,68 @@
+"""CommandExecutionSensor through ``dag.test()``: deferrable and in-worker waits give the same outcomes."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_volteras.hooks.volteras import VolterasHook
+from airflow_provider_volteras.triggers.command_execution import CommandExecutionTrigger
+from tests.dag_runner import install_dags, run
+
+pytestmark = pytest.mark.slow
+
+MODES = ["vt_sensor", "vt_sensor_sync"]
+
+
+@pytest.fixture(scope="module")
+def dags(airflow_db):
+    return install_dags(airflow_db)
+
+
+@pytest.fixture
+def deferred(monkeypatch):
+    seen: list[str] = []
+    original = CommandExecutionTrigger.run
+
+    async def recording_run(self):
+        seen.append(self.command_execution_id)
+        async for event in original(self):
+            yield event
+
+    monkeypatch.setattr(CommandExecutionTrigger, "run", recording_run)
+    return seen
+
+
+def send(sim, vehicle_id: str, **scenario) -> str:
+    if scenario:
+        sim.state.set_scenario(vehicle_id, **scenario)
+    return VolterasHook().create_command_execution(vehicle_id, "LOCK_DOORS")["id"]
+
+
+@pytest.mark.parametrize("dag_id", MODES)
+def test_sensor_succeeds_when_executed(sim, dags, deferred, dag_id):
+    execution_id = send(sim, "car-s1", outcome="EXECUTED", delay=3)
+    result = run(getattr(dags, dag_id), {"vehicle_id": "car-s1", "execution_id": execution_id})
+    assert result.task("wait").state == "success" and result.task("wait").try_number == 1
+    assert deferred == ([execution_id] if dag_id == "vt_sensor" else [])
+    assert sim.state.counters()["createsTotal"] == 1  # a sensor never sends anything
+
+
+@pytest.mark.parametrize("dag_id", MODES)
+def test_sensor_fails_fatal_without_retry(sim, dags, dag_id):
+    execution_id = send(sim, "car-s2", outcome="FAILED", failed_reason="OEM_USER_ACCOUNT_LOCKED", delay=1)
+    result = run(getattr(dags, dag_id), {"vehicle_id": "car-s2", "execution_id": execution_id})
+    assert result.task("wait").state == "failed" and result.task("wait").try_number == 1
+
+
+@pytest.mark.parametrize("dag_id", MODES)
+def test_sensor_retries_a_retryable_failure(sim, dags, dag_id):
+    execution_id = send(sim, "car-s3", outcome="FAILED", failed_reason="OEM_NETWORK_ERROR", delay=1)
+    result = run(getattr(dags, dag_id), {"vehicle_id": "car-s3", "execution_id": execution_id})
+    # The sensor cannot resend: its retry sees the same FAILED execution and fails again.
+    assert result.task("wait").state == "failed" and result.task("wait").try_number == 2
+
+
+@pytest.mark.parametrize("dag_id", MODES)
+def test_sensor_on_unknown_execution_is_fatal(sim, dags, dag_id):
+    result = run(getattr(dags, dag_id), {"vehicle_id": "car-s4", "execution_id": "no-such-execution"})
+    assert result.task("wait").state == "failed" and result.task("wait").try_number == 1
