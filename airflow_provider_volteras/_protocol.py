@@ -685,6 +685,18 @@ def parse_token(resp: RawResponse, request: ApiRequest) -> tuple[str, str | None
     return body["access_token"], refresh if isinstance(refresh, str) and refresh else None, float(expires_in)
 
 
+def _auth_error(err: VolterasApiError, message: str) -> VolterasAuthenticationError:
+    """An authentication error that says what to check, keeping the API's code, status and requestId."""
+    return VolterasAuthenticationError(
+        message,
+        code=err.code,
+        status_code=err.status_code,
+        request_id=err.request_id,
+        method=err.method,
+        path=err.path,
+    )
+
+
 RENEW_TOKEN = object()
 """Yielded by :func:`call_flow` when it needs a fresh access token from the transport."""
 
@@ -709,13 +721,8 @@ def renew_flow(
     try:
         access, new_refresh, expires_in = parse_token(resp, request)
     except VolterasAuthenticationError as err:
-        raise VolterasAuthenticationError(
-            f"the client id or secret of connection '{settings.conn_id}' was refused ({err.api_message})",
-            code=err.code,
-            status_code=err.status_code,
-            request_id=err.request_id,
-            method=err.method,
-            path=err.path,
+        raise _auth_error(
+            err, f"the client id or secret of connection '{settings.conn_id}' was refused ({err.api_message})"
         ) from None
     cache.store(settings, access, new_refresh or refresh, expires_in)
     return access, new_refresh
@@ -739,14 +746,10 @@ def call_flow(settings: ClientSettings, cache: TokenCache, request: ApiRequest) 
     resp = yield request.with_token(token)
     if is_auth_rejection(resp):
         err = error_from_response(resp, request)
-        raise VolterasAuthenticationError(
+        raise _auth_error(
+            err,
             f"the API refused a freshly issued token ({err.api_message}); check that the client of connection "
             f"'{settings.conn_id}' has the scope this endpoint needs (vehicle:commands for commands)",
-            code=err.code,
-            status_code=err.status_code,
-            request_id=err.request_id,
-            method=request.method,
-            path=request.path,
         )
     return resp
 

@@ -188,7 +188,7 @@ def get_command_spec(command: str | VehicleCommand, *, creatable: bool = True) -
         except ValueError:
             known = ", ".join(c.value for c in CREATABLE_COMMANDS)
             raise VolterasInvalidInputError(
-                f"Unknown Volteras command {command!r}. Commands that can be sent: {known}."
+                f"Unknown Volteras command {_shown(command)}. Commands that can be sent: {known}."
             ) from None
     spec = CATALOGUE[cmd]
     if creatable and not spec.creatable:

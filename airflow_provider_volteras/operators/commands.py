@@ -130,7 +130,7 @@ class VolterasCommandOperator(CommandWaitMixin, BaseOperator):
             spec = get_command_spec(command)
             arguments = build_payload(spec.command, self.command_arguments())
         except VolterasInvalidInputError as err:
-            raise api_failure(err, vehicle_id=str(self.vehicle_id)[:80], command=command) from err
+            raise api_failure(err, vehicle_id=str(self.vehicle_id)[:80], command=command[:80]) from err
         command = spec.command.value
         store = context.get("task_state_store")
         execution = self._resume(store, vehicle_id, spec)
