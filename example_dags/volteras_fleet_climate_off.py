@@ -16,7 +16,7 @@ from airflow.sdk import DAG, Param, task
 from airflow_provider_volteras.failures import VolterasRetryPolicy
 from airflow_provider_volteras.operators.commands import ClimateOffOperator
 
-FLEET = ["sim-ok-1", "sim-ok-2", "sim-ok-3", "sim-fail-OEM_VEHICLE_OFFLINE", "sim-fail-OEM_OAUTH_TOKEN_EXPIRED"]
+FLEET = ["sim-ok-demo-1", "sim-ok-demo-2", "sim-ok-3"]  # the simulator's demo vehicles: replace with yours
 
 # Retry delays in seconds per kind of failure; the demo and the end-to-end tests shorten them.
 _RETRY_SECONDS = float(os.environ.get("VOLTERAS_EXAMPLE_RETRY_SECONDS", "0")) or None
