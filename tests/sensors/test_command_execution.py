@@ -40,7 +40,7 @@ def send(sim, vehicle_id: str, **scenario) -> str:
 
 @pytest.mark.parametrize("dag_id", MODES)
 def test_sensor_succeeds_when_executed(sim, dags, deferred, dag_id):
-    execution_id = send(sim, "car-s1", outcome="EXECUTED", delay=3)
+    execution_id = send(sim, "car-s1", outcome="EXECUTED", delay=10)  # still pending when the sensor starts
     result = run(getattr(dags, dag_id), {"vehicle_id": "car-s1", "execution_id": execution_id})
     assert result.task("wait").state == "success" and result.task("wait").try_number == 1
     assert deferred == ([execution_id] if dag_id == "vt_sensor" else [])
