@@ -554,7 +554,7 @@ def check_execution(
     if not isinstance(body, dict):
         raise _unexpected(request, resp, f"expected a command execution object, got {type(body).__name__}")
     status = body.get("status")
-    if status not in EXECUTION_STATUSES:
+    if not isinstance(status, str) or status not in EXECUTION_STATUSES:  # a list or dict is not even hashable
         raise _unexpected(request, resp, f"command execution has unknown status {str(status)[:40]!r}")
     if not isinstance(body.get("id"), str) or not body["id"]:
         raise _unexpected(request, resp, "command execution has no id")

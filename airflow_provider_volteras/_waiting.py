@@ -50,15 +50,20 @@ class CommandWaitMixin:
         @property
         def hook(self) -> VolterasHook: ...
 
-    def wait_for(self, context: Context, execution: dict[str, Any], vehicle_id: str, command: str) -> dict[str, Any]:
-        """Return the execution once ``EXECUTED``; raise the mapped task failure otherwise."""
-        if p.is_terminal(execution):
-            return self.finish(execution, vehicle_id, command)
+    def wait_for(
+        self, context: Context, execution: dict[str, Any], vehicle_id: str, command: str, *, checked: bool = False
+    ) -> dict[str, Any]:
+        """Return the execution once ``EXECUTED``; raise the mapped task failure otherwise.
+
+        Unless ``checked`` (the execution was just read), its status is read once more before waiting:
+        most commands finish within seconds, and then no deferral is needed.
+        """
         execution_id = execution["id"]
-        try:
-            execution = self.hook.get_command_execution(vehicle_id, execution_id)
-        except VolterasError as err:
-            raise api_failure(err, vehicle_id=vehicle_id, command=command, execution_id=execution_id) from err
+        if not checked and not p.is_terminal(execution):
+            try:
+                execution = self.hook.get_command_execution(vehicle_id, execution_id)
+            except VolterasError as err:
+                raise api_failure(err, vehicle_id=vehicle_id, command=command, execution_id=execution_id) from err
         if p.is_terminal(execution):
             return self.finish(execution, vehicle_id, command)
         started = time.time()

@@ -134,6 +134,7 @@ class VolterasCommandOperator(CommandWaitMixin, BaseOperator):
         command = spec.command.value
         store = context.get("task_state_store")
         execution = self._resume(store, vehicle_id, spec)
+        resumed = execution is not None
         if execution is None:
             execution = self._create(vehicle_id, spec, arguments)
             if store is not None:
@@ -144,7 +145,7 @@ class VolterasCommandOperator(CommandWaitMixin, BaseOperator):
         context["ti"].xcom_push(key="id", value=execution["id"])
         if not self.wait_for_completion:
             return execution
-        return self.wait_for(context, execution, vehicle_id, command)
+        return self.wait_for(context, execution, vehicle_id, command, checked=resumed)
 
     def _resume(self, store: Any, vehicle_id: str, spec: CommandSpec) -> dict[str, Any] | None:
         """The execution an earlier try of this task created, if it is still worth following."""

@@ -83,7 +83,8 @@ class CommandExecutionSensor(CommandWaitMixin, BaseSensorOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         vehicle_id, execution = self._execution()
-        return self.wait_for(context, execution, vehicle_id, str(execution.get("command") or "command"))
+        command = str(execution.get("command") or "command")
+        return self.wait_for(context, execution, vehicle_id, command, checked=True)
 
     def poke(self, context: Context) -> bool:
         """One check, for callers that drive the sensor themselves; ``execute`` does not use it."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from airflow_provider_volteras.hooks.volteras import VolterasHook
@@ -32,6 +35,20 @@ def deferred(monkeypatch):
     return seen
 
 
+def finish_after_first_poll(sim, execution_id: str) -> threading.Thread:
+    """Keep the execution PENDING until the sensor has polled it once, then mark it EXECUTED."""
+
+    def finish() -> None:
+        deadline = time.monotonic() + 120
+        while sim.state.counters()["pollsByExecution"].get(execution_id, 0) < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sim.state.finish_execution(execution_id, "EXECUTED")
+
+    thread = threading.Thread(target=finish, daemon=True)
+    thread.start()
+    return thread
+
+
 def send(sim, vehicle_id: str, **scenario) -> str:
     if scenario:
         sim.state.set_scenario(vehicle_id, **scenario)
@@ -40,9 +57,11 @@ def send(sim, vehicle_id: str, **scenario) -> str:
 
 @pytest.mark.parametrize("dag_id", MODES)
 def test_sensor_succeeds_when_executed(sim, dags, deferred, dag_id):
-    execution_id = send(sim, "car-s1", outcome="EXECUTED", delay=10)  # still pending when the sensor starts
+    execution_id = send(sim, "car-s1", outcome="PENDING")
+    finisher = finish_after_first_poll(sim, execution_id)
     result = run(getattr(dags, dag_id), {"vehicle_id": "car-s1", "execution_id": execution_id})
     assert result.task("wait").state == "success" and result.task("wait").try_number == 1
+    finisher.join(timeout=5)
     assert deferred == ([execution_id] if dag_id == "vt_sensor" else [])
     assert sim.state.counters()["createsTotal"] == 1  # a sensor never sends anything
 
