@@ -42,21 +42,26 @@ def http_connection_json(base_url: str) -> str:
 
 
 def child_env(airflow_home: Path, base_url: str | None) -> dict[str, str]:
-    env = os.environ.copy()
+    """The environment of every child: a private AIRFLOW_HOME with SQLite, nothing inherited from AIRFLOW_*."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
     env["AIRFLOW_HOME"] = str(airflow_home)
+    env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{airflow_home / 'airflow.db'}"
     env["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
     env["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS_DIR)
     env["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
-    env.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    for name in list(env):
-        if name.startswith("AIRFLOW_CONN_"):
-            del env[name]
+    env["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "INFO"
     if base_url is not None:
         env["AIRFLOW_CONN_VOLTERAS_DEFAULT"] = connection_json(base_url)
         env["AIRFLOW_CONN_HTTP_BENCH"] = http_connection_json(base_url)
     return env
+
+
+def prepare_airflow_home(airflow_home: Path) -> None:
+    """An empty airflow.cfg: Airflow then uses its defaults and the env, and never races to write one."""
+    airflow_home.mkdir(parents=True, exist_ok=True)
+    (airflow_home / "airflow.cfg").touch()
 
 
 class Simulator:
@@ -64,7 +69,7 @@ class Simulator:
 
     def __init__(self, workdir: Path, env: dict[str, str]) -> None:
         self.log_path = workdir / "simulator.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "airflow_provider_volteras.simulator", "--port", "0"],
             stdout=subprocess.PIPE,

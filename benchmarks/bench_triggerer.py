@@ -194,18 +194,34 @@ def run_case(ctx: Any, impl: str, n: int, delay_range: tuple[float, float], poll
     ready, out = ctx.workdir / f"{tag}.ready", ctx.workdir / f"{tag}.json"
     with open(ctx.workdir / f"{tag}.log", "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.bench_triggerer", "--impl", impl,
-             "--poll-interval", str(poll_interval), "--ready", str(ready), "--out", str(out)],
-            stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=ctx.env, cwd=ctx.root,
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.bench_triggerer",
+                "--impl",
+                impl,
+                "--poll-interval",
+                str(poll_interval),
+                "--ready",
+                str(ready),
+                "--out",
+                str(out),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=ctx.env,
+            cwd=ctx.root,
         )
     try:
-        # Commands are created while the child imports; they turn terminal relative to start_at.
-        lead = 4.0 + n / 1000 * (2 if impl == "theirs" else 1)
+        # Once the child has imported everything, create the commands so that each turns terminal
+        # relative to ``start_at``, leaving enough lead for the creation itself (not measured).
+        wait_for_file(ready, proc, 180)
+        lead = 2.0 + n * (0.003 if impl == "theirs" else 0.0015)
         start_at = time.time() + lead
         t = time.perf_counter()
         items = asyncio.run(_create_commands(sim.base_url, token, impl, delays, start_at, poll_interval))
         create_seconds = time.perf_counter() - t
-        wait_for_file(ready, proc, 120)
         late = time.time() - start_at
         if late < 0:
             time.sleep(-late)
@@ -269,19 +285,18 @@ def main() -> int:
     args = parser.parse_args()
 
     # Import everything the triggers need before the baseline (the triggerer has it loaded too).
-    import airflow.sdk  # noqa: F401
+    import airflow.sdk
 
     if args.impl == "ours":
         import httpx  # noqa: F401
 
-        import airflow_provider_volteras.failures  # noqa: F401
-        import airflow_provider_volteras.triggers._async_client  # noqa: F401
+        import airflow_provider_volteras.failures
+        import airflow_provider_volteras.triggers._async_client
         import airflow_provider_volteras.triggers.command_execution  # noqa: F401
     else:
         import aiohttp  # noqa: F401
-
-        import airflow.providers.common.compat.connection  # noqa: F401
-        import airflow.providers.http.hooks.http  # noqa: F401
+        import airflow.providers.common.compat.connection
+        import airflow.providers.http.hooks.http
         import airflow.providers.http.triggers.http  # noqa: F401
 
     args.ready.touch()

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = ROOT / "example_dags"
 VENV_BIN = Path(sys.executable).parent
 ADMIN_USER = "admin"
-ADMIN_PASSWORD = "volteras-e2e-admin"  # noqa: S105 - a throwaway password of a throwaway deployment
+ADMIN_PASSWORD = "volteras-e2e-admin"  # a throwaway deployment's throwaway password
 EXPECTED_DAGS = ("volteras_climate_off", "volteras_fleet_climate_off", "volteras_send_command")
 COMPONENTS = ("scheduler", "dag-processor", "triggerer", "api-server")
 
@@ -112,6 +112,8 @@ class Component:
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
     generation: int = 0
+    user: str | None = None  # run as this user (PostgreSQL refuses to run as root)
+    env: dict[str, str] | None = None  # instead of the deployment's Airflow environment
 
     def __post_init__(self) -> None:
         self.base_log = self.log_path
@@ -218,16 +220,18 @@ class Deployment:
         comp.generation += 1
         if comp.generation > 1:  # a restart logs to triggerer.2.log, ...
             comp.log_path = comp.base_log.with_suffix(f".{comp.generation}.log")
-        log = open(comp.log_path, "ab")  # noqa: SIM115 - the child keeps it; closed on our side right away
+        log = open(comp.log_path, "ab")  # the child keeps its copy
         try:
             comp.proc = subprocess.Popen(
                 comp.argv,
-                env=self.env,
-                cwd=self.home,
+                env=comp.env if comp.env is not None else self.env,
+                cwd=self.home if comp.user is None else "/",
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                user=comp.user,
+                group=comp.user,
             )
         finally:
             log.close()
@@ -259,13 +263,27 @@ class Deployment:
         migrate_log = self.logs_dir / "db-migrate.log"
         with open(migrate_log, "wb") as log:
             result = subprocess.run(
-                [airflow, "db", "migrate"], env=self.env, cwd=self.home, stdout=log, stderr=subprocess.STDOUT,
-                timeout=300, check=False,
+                [airflow, "db", "migrate"],
+                env=self.env,
+                cwd=self.home,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=300,
+                check=False,
             )
         if result.returncode != 0:
             raise RuntimeError(f"airflow db migrate failed ({result.returncode}):\n{tail(migrate_log)}")
         argvs = {
-            "api-server": [airflow, "api-server", "--host", "127.0.0.1", "--port", str(self.api_port), "--workers", "1"],
+            "api-server": [
+                airflow,
+                "api-server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.api_port),
+                "--workers",
+                "1",
+            ],
             "scheduler": [airflow, "scheduler", "--skip-serve-logs"],
             "dag-processor": [airflow, "dag-processor"],
             "triggerer": [airflow, "triggerer", "--skip-serve-logs"],
@@ -276,10 +294,12 @@ class Deployment:
 
     def _start_postgres(self) -> str:
         try:
+            import asyncpg  # noqa: F401
             import psycopg2  # noqa: F401
         except ImportError as err:
             raise RuntimeError(
-                "VOLTERAS_E2E_DB=postgres needs psycopg2 in the venv: pip install 'psycopg2-binary==2.9.*'"
+                "VOLTERAS_E2E_DB=postgres needs Airflow's PostgreSQL drivers in the venv: "
+                "pip install 'psycopg2-binary==2.9.*' 'asyncpg>=0.30'"
             ) from err
         bindir = _postgres_bindir()
         port = free_port()
@@ -289,16 +309,37 @@ class Deployment:
             folder.mkdir()
             shutil.chown(folder, "postgres", "postgres")
         os.chmod(self.home, 0o755)
-        run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        run_as = "postgres" if os.geteuid() == 0 else None
         subprocess.run(
-            [*run_as, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8"],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120,
+            [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=120,
+            user=run_as,
+            group=run_as,
+            cwd="/",
         )
         self.postgres = Component(
             "postgres",
-            [*run_as, str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(sockdir),
-             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200"],
+            [
+                str(bindir / "postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(port),
+                "-k",
+                str(sockdir),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "max_connections=200",
+            ],
             self.logs_dir / "postgres.log",
+            user=run_as,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"},
         )
         self._spawn(self.postgres)
         deadline = time.monotonic() + 60
@@ -312,8 +353,20 @@ class Deployment:
                 raise RuntimeError(f"PostgreSQL did not start:\n{tail(self.postgres.log_path)}")
             time.sleep(0.3)
         subprocess.run(
-            [str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-c", "CREATE DATABASE airflow"],
-            check=True, capture_output=True, timeout=60,
+            [
+                str(bindir / "psql"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-U",
+                "postgres",
+                "-c",
+                "CREATE DATABASE airflow",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
         )
         return f"postgresql+psycopg2://postgres@127.0.0.1:{port}/airflow"
 
@@ -416,9 +469,7 @@ class Deployment:
 
     def trigger(self, dag_id: str, conf: Mapping[str, Any]) -> str:
         """Trigger a run as the UI's "Trigger DAG" form does: no logical date, a conf."""
-        run = self.request(
-            "POST", f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": dict(conf)}
-        )
+        run = self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": dict(conf)})
         return str(run["dag_run_id"])
 
     def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
@@ -488,7 +539,10 @@ def _postgres_bindir() -> Path:
         subprocess.run(["apt-get", "update", "-q"], check=True, env=env, capture_output=True, timeout=600)
         subprocess.run(
             ["apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql"],
-            check=True, env=env, capture_output=True, timeout=900,
+            check=True,
+            env=env,
+            capture_output=True,
+            timeout=900,
         )
         found = find()
         if found is None:

@@ -2,7 +2,9 @@
 
 Run with ``pytest -m e2e tests/e2e -x -q``. The deployment starts once per session (about a minute) and
 is torn down at the end even when a test fails; a failing test's report carries the tails of every
-component's log. ``VOLTERAS_E2E_KEEP=1`` keeps the temporary AIRFLOW_HOME (logs, DB) for a post-mortem.
+component's log. ``VOLTERAS_E2E_KEEP=1`` keeps the temporary AIRFLOW_HOME (logs, DB) for a post-mortem
+(it is always kept when a test failed); ``VOLTERAS_E2E_DB=postgres`` runs the metadata DB on a private
+PostgreSQL server instead of SQLite (see ``_deployment.py``). ``-m "not e2e"`` leaves these tests out.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ SIM_CLIENT_SECRET = "volteras-sim-secret"
 _DEPLOYMENT: Deployment | None = None
 _RESULTS: list[dict[str, Any]] = []
 _FAILED = False
+_KEPT: list[str] = []
 
 
 @pytest.fixture(scope="session")
@@ -32,9 +34,7 @@ def simulator() -> Iterator[Any]:
     """The Volteras simulator, served from a thread of the test process on 127.0.0.1."""
     from airflow_provider_volteras.simulator import SimulatorServer
 
-    with SimulatorServer(
-        port=0, default_delay=1.0, client_id=SIM_CLIENT_ID, client_secret=SIM_CLIENT_SECRET
-    ) as sim:
+    with SimulatorServer(port=0, default_delay=1.0, client_id=SIM_CLIENT_ID, client_secret=SIM_CLIENT_SECRET) as sim:
         yield sim
 
 
@@ -42,19 +42,25 @@ def simulator() -> Iterator[Any]:
 def airflow(simulator: Any) -> Iterator[Deployment]:
     """A running Airflow 3.3 deployment (scheduler, dag-processor, triggerer, api-server) on free ports."""
     global _DEPLOYMENT
-    deployment = Deployment(sim_base_url=simulator.base_url, sim_client_id=SIM_CLIENT_ID,
-                            sim_client_secret=SIM_CLIENT_SECRET)
+    deployment = Deployment(
+        sim_base_url=simulator.base_url, sim_client_id=SIM_CLIENT_ID, sim_client_secret=SIM_CLIENT_SECRET
+    )
     started = time.monotonic()
     try:
         deployment.start()
         deployment.wait_ready()
-    except BaseException as err:
+    except BaseException as err:  # tear down whatever started, then report (re-raised below if not an error)
         tails = deployment.log_tails(80)
         deployment.stop()
+        if not isinstance(err, Exception):
+            raise
+        _KEPT.append(str(deployment.home))
         pytest.fail(f"Airflow deployment did not start: {err}\nhome: {deployment.home}\n{tails}", pytrace=False)
     _DEPLOYMENT = deployment
-    print(f"\n[e2e] Airflow ({deployment.db}) ready in {time.monotonic() - started:.1f} s at {deployment.api_url}, "
-          f"home {deployment.home}")
+    print(
+        f"\n[e2e] Airflow ({deployment.db}) ready in {time.monotonic() - started:.1f} s at {deployment.api_url}, "
+        f"home {deployment.home}"
+    )
     _RESULTS.append({"test": "<startup>", "wall_s": round(time.monotonic() - started, 1), "db": deployment.db})
     try:
         yield deployment
@@ -64,7 +70,7 @@ def airflow(simulator: Any) -> Iterator[Deployment]:
         keep = os.environ.get("VOLTERAS_E2E_KEEP") == "1" or _FAILED
         (deployment.home / "e2e-results.json").write_text(json.dumps(_RESULTS, indent=2))
         if keep:
-            print(f"\n[e2e] kept AIRFLOW_HOME {deployment.home}")
+            _KEPT.append(str(deployment.home))
         else:
             shutil.rmtree(deployment.home, ignore_errors=True)
 
@@ -92,8 +98,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not _RESULTS:
+    if not _RESULTS and not _KEPT:
         return
     terminalreporter.section("volteras e2e: wall time and counters per test")
     for entry in _RESULTS:
         terminalreporter.write_line(json.dumps(entry, sort_keys=True))
+    for home in _KEPT:
+        terminalreporter.write_line(f"kept AIRFLOW_HOME (process logs in process-logs/, task logs in logs/): {home}")

@@ -19,7 +19,8 @@ import pytest
 
 from ._deployment import Deployment, cmdline, descendants
 
-pytestmark = pytest.mark.e2e
+# One run waits for real retries and a triggerer takeover: more than the project-wide 300 s default may be needed.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 CLIMATE_OFF = "volteras_climate_off"
 FLEET = "volteras_fleet_climate_off"
@@ -39,17 +40,40 @@ def unpause(airflow: Deployment, dag_id: str) -> None:
         _UNPAUSED.add(dag_id)
 
 
-def fail_scheduled_fleet_runs(airflow: Deployment) -> None:
+def fail_scheduled_fleet_runs(airflow: Deployment) -> int:
     """The fleet DAG is scheduled daily: unpausing it creates a run for the latest interval, on the DAG's
     default fleet. With ``max_active_runs=1`` it would hold our manual run back, so it is marked failed."""
-    for run in airflow.dag_runs(FLEET):
-        if run["run_type"] != "manual" and run["state"] in ("queued", "running"):
+    runs = [r for r in airflow.dag_runs(FLEET) if r["run_type"] != "manual"]
+    for run in runs:
+        if run["state"] in ("queued", "running"):
             airflow.request("PATCH", f"/api/v2/dags/{FLEET}/dagRuns/{run['dag_run_id']}", json={"state": "failed"})
+    return len(runs)
+
+
+def prepare_fleet(airflow: Deployment) -> None:
+    """Unpause the fleet DAG and get its catch-up-free scheduled run out of the way (once per session)."""
+    if FLEET in _UNPAUSED:
+        fail_scheduled_fleet_runs(airflow)
+        return
+    unpause(airflow, FLEET)
+    deadline = time.monotonic() + 30
+    while not fail_scheduled_fleet_runs(airflow) and time.monotonic() < deadline:
+        time.sleep(0.5)
 
 
 def creates(sim: Any, vehicle_ids: Iterable[str], command: str = "CLIMATE_OFF") -> dict[str, int]:
     all_creates = sim.state.counters()["creates"]
     return {vid: all_creates.get(vid, {}).get(command, 0) for vid in vehicle_ids}
+
+
+def create_attempts(sim: Any, vehicle_ids: Iterable[str]) -> dict[str, int]:
+    """POSTs that tried to create a command, per vehicle, answered or not (a 409 COMMAND_ALREADY_IN_PROGRESS
+    counts here but not in ``creates``): a re-attaching retry never even tries."""
+    log = sim.state.request_log()
+    return {
+        vid: sum(1 for e in log if e["kind"] == "create" and e["path"].startswith(f"/v1/vehicles/{vid}/"))
+        for vid in vehicle_ids
+    }
 
 
 def executions(sim: Any, vehicle_id: str) -> list[dict[str, Any]]:
@@ -101,7 +125,8 @@ def task_log(airflow: Deployment, dag_id: str, run_id: str, task_id: str, try_nu
     """The task's log as the UI shows it (the trigger's log lines included), one string per line."""
     body = airflow.get(
         f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
-        params={"full_content": "true"}, headers={"Accept": "application/json"},
+        params={"full_content": "true"},
+        headers={"Accept": "application/json"},
     )
     content = body.get("content", [])
     return [f"{c.get('event')} {c.get('result', '')}" if isinstance(c, dict) else str(c) for c in content]
@@ -112,8 +137,9 @@ def state_mismatches(airflow: Deployment, dag_id: str, run_id: str) -> list[str]
     drained a stale executor event (e.g. the defer-exit success of a task whose trigger had already fired,
     apache/airflow#72716 / #71580). Printed with every failed expectation, so such a failure is not taken
     for the provider's."""
-    logs = airflow.get("/api/v2/eventLogs", params={"dag_id": dag_id, "run_id": run_id, "event": "state mismatch",
-                                                    "limit": 100})
+    logs = airflow.get(
+        "/api/v2/eventLogs", params={"dag_id": dag_id, "run_id": run_id, "event": "state mismatch", "limit": 100}
+    )
     return [f"{e.get('task_id')}[{e.get('map_index')}] try {e.get('try_number')}" for e in logs["event_logs"]]
 
 
@@ -138,6 +164,7 @@ def test_climate_off_ui_trigger_defers_sensor(airflow: Deployment, simulator: An
         state_mismatches=state_mismatches(airflow, CLIMATE_OFF, run_id),
         states={k[0]: v for k, v in seen.states.items()},
         creates=creates(simulator, [vid]),
+        create_attempts=create_attempts(simulator, [vid]),
         polls=polls(simulator, [e["id"] for e in made]),
     )
     assert run["state"] == "success", record
@@ -146,7 +173,7 @@ def test_climate_off_ui_trigger_defers_sensor(airflow: Deployment, simulator: An
     sensor = tis["wait_for_climate_off"]
     assert (sensor["state"], sensor["try_number"]) == ("success", 1)
     # Exactly one command sent, and it is the one the sensor waited for.
-    assert creates(simulator, [vid]) == {vid: 1}
+    assert creates(simulator, [vid]) == {vid: 1} == create_attempts(simulator, [vid])
     assert len(made) == 1 and made[0]["status"] == "EXECUTED"
     execution_id = made[0]["id"]
     xcom = airflow.get(f"/api/v2/dags/{CLIMATE_OFF}/dagRuns/{run_id}/taskInstances/climate_off/xcomEntries/id")
@@ -187,7 +214,9 @@ def test_fleet_mixed_outcomes_retry_exactly_as_classified(
     set_scenario(simulator, fatal[-1], delay=pending)  # the magic id gives the reason; the delay is set here
     for vid in retryable:
         set_scenario(
-            simulator, vid, delay=pending,
+            simulator,
+            vid,
+            delay=pending,
             sequence=[{"outcome": "FAILED", "failedReason": "OEM_VEHICLE_OFFLINE"}, {"outcome": "EXECUTED"}],
         )
     # Interleave the kinds so that every worker slot sees all of them.
@@ -197,8 +226,7 @@ def test_fleet_mixed_outcomes_retry_exactly_as_classified(
     expected |= {vid: ("failed", 1, 1) for vid in fatal}
     expected |= {vid: ("success", 2, 2) for vid in retryable}
 
-    unpause(airflow, FLEET)
-    fail_scheduled_fleet_runs(airflow)
+    prepare_fleet(airflow)
     run_id = airflow.trigger(FLEET, {"vehicle_ids": fleet})
     seen = StateLog()
 
@@ -217,20 +245,26 @@ def test_fleet_mixed_outcomes_retry_exactly_as_classified(
         state_mismatches=mismatch,
         vehicles=len(fleet),
         creates_total=sum(counted.values()),
+        create_attempts_total=sum(create_attempts(simulator, fleet).values()),
         creates_by_kind={
             "executed": sorted({counted[v] for v in ok}),
             "fatal": sorted({counted[v] for v in fatal}),
             "retryable": sorted({counted[v] for v in retryable}),
         },
-        outcome_by_kind={kind: sorted({actual[v][:2] for v in group})
-                         for kind, group in (("executed", ok), ("fatal", fatal), ("retryable", retryable))},
+        outcome_by_kind={
+            kind: sorted({actual[v][:2] for v in group})
+            for kind, group in (("executed", ok), ("fatal", fatal), ("retryable", retryable))
+        },
     )
     assert len(tis) == len(fleet)
     for i, vid in enumerate(fleet):
         assert tis[i]["rendered_fields"].get("vehicle_id") == vid, (i, tis[i]["rendered_fields"])
     mismatches = {vid: (actual[vid], expected[vid]) for vid in fleet if actual[vid] != expected[vid]}
-    assert not mismatches, f"(state, try, creates) actual vs expected: {mismatches}; Airflow state mismatches: {mismatch}"
+    assert not mismatches, (
+        f"(state, try, creates) actual vs expected: {mismatches}; Airflow state mismatches: {mismatch}"
+    )
     assert sum(counted.values()) == 12 + 4 + 2 * 5
+    assert create_attempts(simulator, fleet) == counted  # no create was refused (409) and adopted
     assert run["state"] == "failed"  # the fatal vehicles fail the run; everything else succeeded
     fleet_task = [ti for ti in airflow.task_instances(FLEET, run_id) if ti["task_id"] == "fleet"]
     assert [(t["state"], t["try_number"]) for t in fleet_task] == [("success", 1)]
@@ -255,8 +289,9 @@ def test_fleet_mixed_outcomes_retry_exactly_as_classified(
 def _seconds_between(start: str, end: str) -> float:
     from datetime import datetime
 
-    return (datetime.fromisoformat(end.replace("Z", "+00:00")) -
-            datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
+    return (
+        datetime.fromisoformat(end.replace("Z", "+00:00")) - datetime.fromisoformat(start.replace("Z", "+00:00"))
+    ).total_seconds()
 
 
 # --------------------------------------------------------------------------- 3. triggerer SIGKILL
@@ -273,18 +308,23 @@ def test_triggerer_sigkill_and_restart_resumes_every_wait(
         set_scenario(simulator, vid, outcome="EXECUTED", delay=delay)
     set_scenario(simulator, fatal[0], outcome="FAILED", failed_reason="OEM_OAUTH_TOKEN_EXPIRED", delay=delay)
     set_scenario(
-        simulator, retryable[0], delay=delay,
-        sequence=[{"outcome": "FAILED", "failedReason": "OEM_VEHICLE_OFFLINE"}, {"outcome": "EXECUTED", "delaySeconds": 1}],
+        simulator,
+        retryable[0],
+        delay=delay,
+        sequence=[
+            {"outcome": "FAILED", "failedReason": "OEM_VEHICLE_OFFLINE"},
+            {"outcome": "EXECUTED", "delaySeconds": 10},
+        ],
     )
     fleet = ok[:2] + fatal + ok[2:4] + retryable + ok[4:]
     expected = {vid: ("success", 1, 1) for vid in ok} | {fatal[0]: ("failed", 1, 1), retryable[0]: ("success", 2, 2)}
 
-    unpause(airflow, FLEET)
-    fail_scheduled_fleet_runs(airflow)
+    prepare_fleet(airflow)
     run_id = airflow.trigger(FLEET, {"vehicle_ids": fleet})
     seen = StateLog()
 
     def all_deferred() -> bool:
+        fail_scheduled_fleet_runs(airflow)
         tis = mapped_tis(airflow, FLEET, run_id, "climate_off")
         seen(list(tis.values()))
         return len(tis) == len(fleet) and all(
@@ -294,10 +334,11 @@ def test_triggerer_sigkill_and_restart_resumes_every_wait(
     wait_until("every mapped task deferred and held by the triggerer", all_deferred, timeout=90)
     ids = {vid: executions(simulator, vid)[0]["id"] for vid in fleet}
     # The operator reads each execution once before deferring: a second poll is the triggerer's.
-    wait_until("the triggerer polling every execution",
-               lambda: min(polls(simulator, ids.values()).values()) >= 2, timeout=30)
+    wait_until(
+        "the triggerer polling every execution", lambda: min(polls(simulator, ids.values()).values()) >= 2, timeout=30
+    )
     old_triggerer = airflow.components["triggerer"].pid
-    old_jobs = {t["triggerer_id"] for ts in seen.triggers.values() for t in ts}
+    old_jobs = {t["triggerer_id"] for ts in seen.triggers.values() for t in ts if t.get("triggerer_id")}
     airflow.kill_component("triggerer", signal.SIGKILL)
     assert not [p for p in descendants(old_triggerer)], "the triggerer's trigger runner survived the kill"
     killed_at = polls(simulator, ids.values())
@@ -313,12 +354,13 @@ def test_triggerer_sigkill_and_restart_resumes_every_wait(
     counted = creates(simulator, fleet)
     after = polls(simulator, ids.values())
     actual = {vid: (tis[i]["state"], tis[i]["try_number"], counted[vid]) for i, vid in enumerate(fleet)}
-    new_jobs = {t["triggerer_id"] for ts in seen.triggers.values() for t in ts} - old_jobs
+    new_jobs = {t["triggerer_id"] for ts in seen.triggers.values() for t in ts if t.get("triggerer_id")} - old_jobs
     mismatch = state_mismatches(airflow, FLEET, run_id)
     record.update(
         run_state=run["state"],
         state_mismatches=mismatch,
         creates=counted,
+        create_attempts_total=sum(create_attempts(simulator, fleet).values()),
         polls_at_kill=sum(killed_at.values()),
         polls_after_restart=sum(after.values()) - sum(killed_at.values()),
         triggerer_jobs_before=sorted(old_jobs),
@@ -326,7 +368,10 @@ def test_triggerer_sigkill_and_restart_resumes_every_wait(
         outcomes={vid: actual[vid][:2] for vid in fleet},
     )
     mismatches = {vid: (actual[vid], expected[vid]) for vid in fleet if actual[vid] != expected[vid]}
-    assert not mismatches, f"(state, try, creates) actual vs expected: {mismatches}; Airflow state mismatches: {mismatch}"
+    assert not mismatches, (
+        f"(state, try, creates) actual vs expected: {mismatches}; Airflow state mismatches: {mismatch}"
+    )
+    assert create_attempts(simulator, fleet) == counted
     # Every wait resumed in the new triggerer: each execution was polled again after the restart.
     assert all(after[ids[vid]] > killed_at[ids[vid]] for vid in fleet), (killed_at, after)
     assert new_jobs, "no trigger was seen on a new triggerer job"
@@ -350,8 +395,9 @@ def test_worker_killed_between_create_and_wait_reattaches(
     vid = "e2e4-kill"
     set_scenario(simulator, vid, outcome="EXECUTED", delay=55.0)
     # The task's first status read after the create hangs 20 s: the task is killed right there.
-    simulator.state.add_fault("slow", method="GET", path=rf"^/v1/vehicles/{vid}/command-executions/[^/]+$",
-                              count=1, delay=20.0)
+    simulator.state.add_fault(
+        "slow", method="GET", path=rf"^/v1/vehicles/{vid}/command-executions/[^/]+$", count=1, delay=20.0
+    )
     unpause(airflow, SEND)
     run_id = airflow.trigger(SEND, {"vehicle_id": vid, "command": "CLIMATE_OFF", "arguments": None})
 
@@ -378,6 +424,7 @@ def test_worker_killed_between_create_and_wait_reattaches(
         tries=[(t["try_number"], t["state"]) for t in tries],
         states=seen.states[("send_command", -1)],
         creates=creates(simulator, [vid]),
+        create_attempts=create_attempts(simulator, [vid]),
         executions=[e["status"] for e in made],
         seconds_after_kill=round(time.monotonic() - killed_at, 1),
     )
@@ -387,8 +434,11 @@ def test_worker_killed_between_create_and_wait_reattaches(
     assert ("up_for_retry", 1) in seen.states[("send_command", -1)], seen.states
     # The retry re-attached to the pending execution and waited for it in the triggerer: one command only.
     assert 2 in seen.deferred_tries("send_command"), seen.states
-    assert creates(simulator, [vid]) == {vid: 1}
+    # Not even an attempt: the API's in-progress guard (409, adopted) would hide a second create otherwise.
+    assert creates(simulator, [vid]) == {vid: 1} == create_attempts(simulator, [vid])
     assert len(made) == 1 and made[0]["status"] == "EXECUTED"
+    reattached = [line for line in task_log(airflow, SEND, run_id, "send_command", 2) if "Re-attaching" in line]
+    assert len(reattached) == 1 and made[0]["id"] in reattached[0], reattached
 
 
 def test_task_cleared_while_deferred_reattaches(airflow: Deployment, simulator: Any, record: dict[str, Any]) -> None:
@@ -405,7 +455,8 @@ def test_task_cleared_while_deferred_reattaches(airflow: Deployment, simulator: 
 
     wait_until("the task deferred", deferred, timeout=90)
     cleared = airflow.request(
-        "POST", f"/api/v2/dags/{SEND}/clearTaskInstances",
+        "POST",
+        f"/api/v2/dags/{SEND}/clearTaskInstances",
         json={"dag_run_id": run_id, "task_ids": ["send_command"], "only_failed": False, "dry_run": False},
     )
     assert [ti["task_id"] for ti in cleared["task_instances"]] == ["send_command"], cleared
@@ -419,14 +470,18 @@ def test_task_cleared_while_deferred_reattaches(airflow: Deployment, simulator: 
         tries=[(t["try_number"], t["state"]) for t in tries],
         states=seen.states[("send_command", -1)],
         creates=creates(simulator, [vid]),
+        create_attempts=create_attempts(simulator, [vid]),
         executions=[e["status"] for e in made],
     )
     assert run["state"] == "success", record
     assert (final["state"], final["try_number"]) == ("success", 2)
     assert [t["try_number"] for t in tries] == [1, 2], tries
     assert seen.deferred_tries("send_command") == {1, 2}, seen.states
-    assert creates(simulator, [vid]) == {vid: 1}
+    # Not even an attempt: the API's in-progress guard (409, adopted) would hide a second create otherwise.
+    assert creates(simulator, [vid]) == {vid: 1} == create_attempts(simulator, [vid])
     assert len(made) == 1 and made[0]["status"] == "EXECUTED"
+    reattached = [line for line in task_log(airflow, SEND, run_id, "send_command", 2) if "Re-attaching" in line]
+    assert len(reattached) == 1 and made[0]["id"] in reattached[0], reattached
 
 
 # --------------------------------------------------------------------------- 5. connection "Test" button
@@ -453,7 +508,10 @@ def test_connection_test_endpoint(airflow: Deployment, simulator: Any, record: d
     wrong = test({**form, "password": "not-the-secret"})
     wrong_stored = test({"connection_id": "volteras_default", "conn_type": "volteras", "password": "not-the-secret"})
     record.update(
-        stored=stored, typed=typed, wrong=wrong, wrong_stored=wrong_stored,
+        stored=stored,
+        typed=typed,
+        wrong=wrong,
+        wrong_stored=wrong_stored,
         test_token_requests=simulator.state.counters()["testTokenRequests"] - before,
         token_requests_by_grant=simulator.state.counters()["tokenRequestsByGrant"],
     )

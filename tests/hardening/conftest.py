@@ -11,6 +11,7 @@ _LABELS = {
     "faults_applied": "faults the simulator applied",
     "hostile_inputs": "hostile inputs tried",
     "hypothesis_examples": "hypothesis examples run",
+    "hypothesis_parsed_executions": "hypothesis executions parsed successfully (vehicle/status property held)",
     "places_searched": "places searched for secrets",
     "leaks": "secret/token leaks found",
     "load_events": "load-test trigger events",

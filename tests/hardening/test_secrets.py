@@ -43,13 +43,15 @@ class Sweep:
         assert all(len(n) >= 16 for n in self.needles), "needles too short to be distinctive"
         self.places = 0
         self.leaks: list[str] = []
+        self.kinds: set[str] = set()
 
     def text(self, where: str, value: Any) -> None:
         self.places += 1
+        self.kinds.add(where.split(" ")[0] + " " + where.split(" ")[1] if " " in where else where)
         text = value if isinstance(value, str) else repr(value)
         for needle in self.needles:
             if needle in text:
-                self.leaks.append(f"{where}: {needle[:12]}... in {text[max(0, text.find(needle) - 80):][:200]!r}")
+                self.leaks.append(f"{where}: {needle[:12]}... in {text[max(0, text.find(needle) - 80) :][:200]!r}")
 
     def blob(self, where: str, data: bytes) -> None:
         self.places += 1
@@ -199,9 +201,13 @@ def test_no_secret_or_token_leaks(
     sweep.leaks.clear()
 
     out, err = capfd.readouterr()
-    assert "[DAG TEST] running task" in out and "VolterasRetryableCommandError" in out, "no task logs captured"
-    sweep.text("stdout (task logs)", out)
-    sweep.text("stderr", err)
+    task_logs = out + "\n".join(r.getMessage() for r in caplog.records)
+    for expected in ("[DAG TEST] running task", "VolterasRetryableCommandError", "Task failed with exception"):
+        assert expected in task_logs, f"task logs not captured: {expected!r} missing"
+    for line in out.splitlines():
+        sweep.text("stdout line", line)
+    for line in err.splitlines():
+        sweep.text("stderr line", line)
     for record in caplog.records:
         sweep.text(f"caplog {record.name}", f"{record.getMessage()} {record.args!r} {record.exc_text or ''}")
     home = Path(os.environ["AIRFLOW_HOME"])
@@ -234,7 +240,16 @@ def test_no_secret_or_token_leaks(
 
     STATS["places_searched"] += sweep.places
     STATS["leaks"] += len(sweep.leaks)
-    assert sweep.places > 500
+    for kind in (
+        "stdout line",
+        "caplog airflow.sdk.definitions.dag",
+        "table xcom",
+        "table rendered_task_instance_fields",
+        "table trigger",
+        "table task_instance",
+        "trigger.serialize() during",
+    ):
+        assert kind in sweep.kinds, f"{kind} was not searched"
     assert sweep.leaks == [], "\n".join(sweep.leaks)
 
 
