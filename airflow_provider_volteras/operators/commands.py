@@ -25,7 +25,7 @@ from airflow_provider_volteras.exceptions import (
     VolterasNotFoundError,
     VolterasRetryableCommandError,
 )
-from airflow_provider_volteras.failures import api_failure, classify_reason
+from airflow_provider_volteras.failures import api_failure, command_failure
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -187,16 +187,31 @@ class VolterasCommandOperator(CommandWaitMixin, BaseOperator):
                 vehicle_id,
             )
             return execution
-        reason = classify_reason(
-            execution.get("failedReason"), retryable_reasons=self.retryable_reasons, fatal_reasons=self.fatal_reasons
+        error = command_failure(
+            execution,
+            vehicle_id=vehicle_id,
+            command=command,
+            retryable_reasons=self.retryable_reasons,
+            fatal_reasons=self.fatal_reasons,
         )
-        self.log.info(
-            "Execution %s from an earlier try FAILED (%s, %s); sending the command again.",
-            execution["id"],
-            reason.reason,
-            "retryable" if reason.retryable else "fatal, task was cleared",
+        if error.retryable:
+            self.log.info(
+                "Execution %s from an earlier try FAILED (%s, retryable); sending the command again.",
+                execution["id"],
+                error.reason,
+            )
+            return None
+        # A fatal outcome is final for this task instance: never re-send it on our own (a task can run
+        # again without a person, e.g. when the scheduler mislabels a deferral as a failure).
+        raise VolterasFatalCommandError(
+            f"An earlier try of this task already got a final answer. {error} To send the command again once "
+            f"the cause is fixed, delete the task's state-store key '{STATE_KEY}' (REST: DELETE "
+            f".../taskInstances/{{task_id}}/state-store/{STATE_KEY}) and clear the task, or start a new DAG run.",
+            vehicle_id=vehicle_id,
+            command=command,
+            execution_id=execution["id"],
+            reason=error.reason,
         )
-        return None
 
     def _create(self, vehicle_id: str, spec: CommandSpec, arguments: dict[str, Any] | None) -> dict[str, Any]:
         command = spec.command.value
