@@ -9,23 +9,37 @@ and drive the small generators defined here.
 
 from __future__ import annotations
 
-import hashlib
-import ipaddress
 import itertools
 import json
 import logging
 import math
-import re
+import random
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from email.utils import parsedate_to_datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, urlsplit
 
-import tenacity
+if TYPE_CHECKING:
+    import tenacity
 
+# Heavy standard-library and tenacity imports happen where they are used: DAG files import this
+# module (through the operators), and parsing must stay cheap.
+from airflow_provider_volteras._basics import (  # noqa: F401 - re-exported for the transports
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_WAIT_TIMEOUT,
+    EXECUTION_STATUSES,
+    FIRST_POLL_DELAY,
+    MAX_ID_LENGTH,
+    POLL_GROWTH,
+    STATUS_EXECUTED,
+    STATUS_FAILED,
+    STATUS_PENDING,
+    TERMINAL_STATUSES,
+    is_terminal,
+    validate_id,
+)
 from airflow_provider_volteras.commands import VehicleCommand, build_payload, get_command_spec
 from airflow_provider_volteras.exceptions import (
     TRANSIENT_ERRORS,
@@ -44,12 +58,6 @@ from airflow_provider_volteras.exceptions import (
 
 PRODUCTION_URL = "https://api.volteras.com"
 SANDBOX_URL = "https://api.sandbox.volteras.com"
-
-STATUS_PENDING = "PENDING"
-STATUS_EXECUTED = "EXECUTED"
-STATUS_FAILED = "FAILED"
-EXECUTION_STATUSES = frozenset({STATUS_PENDING, STATUS_EXECUTED, STATUS_FAILED})
-TERMINAL_STATUSES = frozenset({STATUS_EXECUTED, STATUS_FAILED})
 
 # ---------------------------------------------------------------------------------------------
 # Connection settings
@@ -167,6 +175,8 @@ class ClientSettings:
     @property
     def cache_key(self) -> str:
         """Identifies the credentials without holding them: tokens are shared per key."""
+        import hashlib
+
         digest = hashlib.sha256(f"{self.base_url}\0{self.client_id}\0{self.client_secret}".encode()).hexdigest()
         return digest[:32]
 
@@ -198,6 +208,8 @@ def _is_loopback(hostname: str) -> bool:
     if hostname == "localhost":
         return True
     try:
+        import ipaddress
+
         return ipaddress.ip_address(hostname).is_loopback
     except ValueError:
         return False
@@ -236,32 +248,6 @@ def validate_base_url(url: str, *, allow_insecure_http: bool = False) -> str:
 # ---------------------------------------------------------------------------------------------
 # Ids
 # ---------------------------------------------------------------------------------------------
-
-MAX_ID_LENGTH = 200
-_ID_RE = re.compile(r"[A-Za-z0-9_.:~-]+")
-
-
-def validate_id(value: Any, what: str = "vehicle_id") -> str:
-    """Refuse an id that is empty, too long, or could change the request path; return it unchanged.
-
-    Ids are ASCII letters, digits and ``_ . : ~ -`` (no ``..``), so a path separator, query, fragment,
-    percent-escape, whitespace, control character or unicode look-alike can never reach a URL.
-    """
-    if not isinstance(value, str):
-        raise VolterasInvalidInputError(f"{what} must be a string, got {type(value).__name__}.")
-    if not value:
-        raise VolterasInvalidInputError(f"{what} is empty.")
-    if len(value) > MAX_ID_LENGTH:
-        raise VolterasInvalidInputError(f"{what} is {len(value)} characters long; at most {MAX_ID_LENGTH} allowed.")
-    if not _ID_RE.fullmatch(value) or ".." in value or value == ".":
-        bad = sorted({c for c in value if not _ID_RE.fullmatch(c)})
-        shown = ", ".join(repr(c) for c in bad[:5]) if bad else "'..'" if ".." in value else "only '.'"
-        raise VolterasInvalidInputError(
-            f"{what} {value[:60]!r} contains {shown}; ids may only use ASCII letters, digits and _ . : ~ - "
-            "(and no '..')."
-        )
-    return value
-
 
 def _seg(value: str) -> str:
     return quote(value, safe="")
@@ -440,6 +426,8 @@ def retry_after_seconds(value: str | None, *, now: float | None = None) -> float
         seconds = float(value)
     except ValueError:
         try:
+            from email.utils import parsedate_to_datetime
+
             when = parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):
             return None
@@ -759,10 +747,12 @@ def call_flow(settings: ClientSettings, cache: TokenCache, request: ApiRequest) 
 # ---------------------------------------------------------------------------------------------
 
 
-class _BackoffOrRetryAfter(tenacity.wait.wait_base):
+class _BackoffOrRetryAfter:
     """Exponential backoff with jitter; a ``Retry-After`` from the server wins when it is longer."""
 
     def __init__(self, settings: ClientSettings) -> None:
+        import tenacity
+
         self.backoff = tenacity.wait_exponential_jitter(multiplier=0.5, max=settings.retry_max_wait, jitter=0.5)
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
@@ -778,6 +768,7 @@ def retry_kwargs(
     settings: ClientSettings, log: logging.Logger | Any, *, retry_on: tuple[type[BaseException], ...] = TRANSIENT_ERRORS
 ) -> dict[str, Any]:
     """Keyword arguments for ``tenacity.Retrying`` / ``AsyncRetrying``: bounded attempts and total time."""
+    import tenacity
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
         err = state.outcome.exception() if state.outcome else None
@@ -805,12 +796,6 @@ def retry_kwargs(
 # Waiting for a command: the adaptive poll schedule
 # ---------------------------------------------------------------------------------------------
 
-FIRST_POLL_DELAY = 1.0
-POLL_GROWTH = 1.5
-DEFAULT_POLL_INTERVAL = 15.0
-DEFAULT_WAIT_TIMEOUT = 600.0
-
-
 def poll_delays(poll_interval: float = DEFAULT_POLL_INTERVAL, first: float = FIRST_POLL_DELAY) -> Iterator[float]:
     """Seconds to sleep before each poll: fast at first, growing by half each time up to ``poll_interval``."""
     delay = min(first, poll_interval)
@@ -825,6 +810,8 @@ class WaitPlan:
 
     deadline: float
     poll_interval: float = DEFAULT_POLL_INTERVAL
+    jitter: float = 0.0
+    """Shorten each pause by up to this fraction at random, so many waits started together spread out."""
     _delays: Iterator[float] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -840,15 +827,16 @@ class WaitPlan:
         remaining = self.deadline - now
         if remaining <= 0:
             return None
-        return min(next(self._delays), remaining)
+        pause = next(self._delays)
+        if self.jitter:
+            pause *= 1.0 - random.random() * self.jitter
+        return min(pause, remaining)
 
     def backoff(self, failures: int) -> float:
         """Extra pause after ``failures`` polls in a row could not get an answer."""
         return min(self.poll_interval, 2.0 ** min(failures, 6))
 
 
-def is_terminal(execution: Mapping[str, Any]) -> bool:
-    return execution.get("status") in TERMINAL_STATUSES
 
 
 #: Poll failures that do not end a wait: the next poll may well get an answer.

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
-from airflow_provider_volteras import _protocol as p
+from airflow_provider_volteras import _basics as p
 from airflow_provider_volteras.exceptions import (
     VolterasError,
     VolterasFatalCommandError,

@@ -568,13 +568,14 @@ METHOD = """\
   executions with `createdAt`/`terminalAt`/`firstServedTerminalAt`). Benchmarks 2 and 3 use a second
   simulator process and run side by side (both mostly wait); 4, 5 and 1 run alone, one after the other.
 - **1. Triggerer scale**: each N of each implementation runs in a fresh child process. The child imports
-  everything first; meanwhile the parent creates the N commands (one vehicle each, not measured) so that
-  command *i* turns terminal at `start + delay_i` (same seeded delays for both implementations). The child
-  then records the baseline RSS and process CPU time (`time.process_time`, user+sys), creates the
-  triggers one by one with `await asyncio.sleep(0)` in between (as `TriggerRunner.create_triggers`
-  does), runs each to its event, and a ticker sleeping 50 ms records the worst overshoot (event-loop lag)
-  and samples RSS. CPU per 1,000 polls = the child's CPU over the whole wait (trigger set-up, connection
-  look-ups and token request included) / the polls the simulator counted. RSS per trigger = (peak − baseline)/N.
+  everything first; then the parent creates the N commands (one vehicle each, not measured) so that
+  command *i* turns terminal at `start + delay_i` (same seeded delays for both implementations). At
+  `start` the child receives the list, records the baseline RSS and process CPU time
+  (`time.process_time`, user+sys), creates the triggers one by one with `await asyncio.sleep(0)` in
+  between (as `TriggerRunner.create_triggers` does), runs each to its event, and a ticker sleeping
+  50 ms records the worst overshoot (event-loop lag) and samples RSS. CPU per 1,000 polls = the child's
+  CPU over the whole wait (trigger set-up, connection look-ups and token request included) / the polls
+  the simulator counted. RSS per trigger = (peak − baseline)/N.
   *Baseline*: `HttpSensorTrigger` (fires on the first non-404 answer) polling the same
   `GET /v1/vehicles/{id}/command-executions/{id}` endpoint with `poke_interval` = our poll-interval cap,
   through an `http` connection, with a bearer token fetched beforehand and passed in `headers`. As it cannot

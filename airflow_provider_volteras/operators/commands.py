@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
-from airflow_provider_volteras import _protocol as p
+from airflow_provider_volteras import _basics as p
 from airflow_provider_volteras._waiting import CommandWaitMixin, seconds
 from airflow_provider_volteras.commands import CommandSpec, VehicleCommand, build_payload, get_command_spec
 from airflow_provider_volteras.exceptions import (

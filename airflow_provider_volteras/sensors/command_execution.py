@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator
 
-from airflow_provider_volteras import _protocol as p
+from airflow_provider_volteras import _basics as p
 from airflow_provider_volteras._waiting import CommandWaitMixin, seconds
 from airflow_provider_volteras.exceptions import VolterasError, VolterasInvalidInputError
 from airflow_provider_volteras.failures import api_failure

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -24,14 +26,27 @@ from airflow_provider_volteras.exceptions import VolterasConfigurationError, Vol
 T = TypeVar("T")
 
 
+#: Requests in flight at once per shared client. More only queue inside httpx's pool, whose
+#: bookkeeping grows with the queue; a short queue here keeps CPU per poll flat as triggers multiply.
+MAX_IN_FLIGHT = 16
+#: How long a connection's settings read with ``aget_connection`` are reused by new triggers.
+SETTINGS_TTL = 60.0
+
+
 @dataclass
 class _Shared:
     http: httpx.AsyncClient
+    retry: dict[str, Any]
     renew_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    in_flight: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_IN_FLIGHT))
     users: int = 0
 
 
 _POOL: dict[tuple[int, str, float, float, str], _Shared] = {}
+#: Per event loop (weakly held, so a closed loop's entries go with it): conn_id -> (settings, expiry).
+_SETTINGS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, tuple[p.ClientSettings, float]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 async def _mask(secret: str | None) -> None:
@@ -71,12 +86,18 @@ class AsyncVolterasClient:
         from airflow.sdk import BaseHook
         from airflow.sdk.exceptions import AirflowNotFoundException
 
-        try:
-            conn = await BaseHook.aget_connection(conn_id)
-        except AirflowNotFoundException:
-            raise VolterasConfigurationError(p.missing_connection_message(conn_id)) from None
-        settings = p.ClientSettings.from_connection(conn)
-        await _mask(settings.client_secret)
+        known = _SETTINGS.setdefault(asyncio.get_running_loop(), {})
+        cached = known.get(conn_id)
+        if cached is not None and cached[1] > time.monotonic():
+            settings = cached[0]
+        else:
+            try:
+                conn = await BaseHook.aget_connection(conn_id)
+            except AirflowNotFoundException:
+                raise VolterasConfigurationError(p.missing_connection_message(conn_id)) from None
+            settings = p.ClientSettings.from_connection(conn)
+            await _mask(settings.client_secret)
+            known[conn_id] = (settings, time.monotonic() + SETTINGS_TTL)
         async with cls.lend(settings, log) as client:
             yield client
 
@@ -95,10 +116,11 @@ class AsyncVolterasClient:
                     timeout=httpx.Timeout(
                         settings.timeout, connect=settings.connect_timeout, pool=settings.timeout * 4
                     ),
-                    limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
+                    limits=httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT),
                     verify=settings.verify,
                     follow_redirects=False,
-                )
+                ),
+                retry=p.retry_kwargs(settings, log or logging.getLogger(__name__)),
             )
             _POOL[key] = shared
         shared.users += 1
@@ -116,15 +138,16 @@ class AsyncVolterasClient:
         settings = self.settings
         auth = httpx.BasicAuth(settings.client_id, settings.client_secret) if request.auth == "basic" else None
         try:
-            resp = await self._shared.http.request(
-                request.method,
-                request.path,
-                params=request.params,
-                json=request.json_body,
-                data=request.form,
-                headers=request.headers(settings),
-                auth=auth if auth is not None else httpx.USE_CLIENT_DEFAULT,
-            )
+            async with self._shared.in_flight:
+                resp = await self._shared.http.request(
+                    request.method,
+                    request.path,
+                    params=request.params,
+                    json=request.json_body,
+                    data=request.form,
+                    headers=request.headers(settings),
+                    auth=auth if auth is not None else httpx.USE_CLIENT_DEFAULT,
+                )
         except httpx.HTTPError as err:
             never_sent = isinstance(err, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
             kind = "timed out" if isinstance(err, httpx.TimeoutException) else "failed"
@@ -149,7 +172,7 @@ class AsyncVolterasClient:
         return token
 
     async def _request(self, request: p.ApiRequest, parse: Callable[[p.RawResponse, p.ApiRequest], T]) -> T:
-        async for attempt in tenacity.AsyncRetrying(**p.retry_kwargs(self.settings, self.log)):
+        async for attempt in tenacity.AsyncRetrying(**self._shared.retry):
             with attempt:
                 resp = await adrive(p.call_flow(self.settings, self._cache, request), self._step)
                 return parse(resp, request)

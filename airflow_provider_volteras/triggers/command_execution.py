@@ -112,7 +112,9 @@ class CommandExecutionTrigger(BaseTrigger):
         from airflow_provider_volteras.failures import api_failure
         from airflow_provider_volteras.triggers._async_client import AsyncVolterasClient
 
-        plan = p.WaitPlan(deadline=datetime.fromisoformat(self.deadline).timestamp(), poll_interval=self.poll_interval)
+        plan = p.WaitPlan(
+            deadline=datetime.fromisoformat(self.deadline).timestamp(), poll_interval=self.poll_interval, jitter=0.1
+        )
         plan.poll_now()
         what = f"{self.command or 'command'} execution {self.command_execution_id} on vehicle {self.vehicle_id}"
         last: dict[str, Any] | None = None
