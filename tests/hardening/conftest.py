@@ -12,6 +12,7 @@ _LABELS = {
     "hostile_inputs": "hostile inputs tried",
     "hypothesis_examples": "hypothesis examples run",
     "hypothesis_parsed_executions": "hypothesis executions parsed successfully (vehicle/status property held)",
+    "hypothesis_valid_results": "hypothesis answers parsed into valid results (all parsers)",
     "places_searched": "places searched for secrets",
     "leaks": "secret/token leaks found",
     "load_events": "load-test trigger events",

@@ -73,7 +73,31 @@ def shaped(fields: dict[str, st.SearchStrategy[Any]]) -> st.SearchStrategy[dict[
     )
 
 
-executions = shaped(
+def _mutated(base: dict[str, Any], changes: dict[str, Any], drops: list[str]) -> dict[str, Any]:
+    return {k: v for k, v in {**base, **changes}.items() if k not in drops}
+
+
+_EXECUTION_KEYS = ["id", "vehicleId", "status", "command", "failedReason", "executedAt"]
+#: Valid executions (of VEHICLE or another car), with no, one or two fields replaced or dropped.
+near_valid_executions = st.builds(
+    _mutated,
+    st.fixed_dictionaries(
+        {
+            "id": st.sampled_from([EXECUTION, EXECUTION, "exec-2"]),
+            "vehicleId": st.sampled_from([VEHICLE, VEHICLE, "other-car"]),
+            "status": st.sampled_from(["PENDING", "EXECUTED", "FAILED"]),
+            "command": st.sampled_from(["CLIMATE_OFF", "SET_TEMPERATURE"]),
+            "failedReason": st.none() | st.sampled_from(["OEM_TIMEOUT", "Vehicle did not respond"]),
+            "executedAt": st.none() | st.just("2026-01-01T00:00:00Z"),
+            "commandArguments": st.none() | st.just({"limit": 80}),
+        }
+    ),
+    st.one_of(
+        st.just({}), st.just({}), st.just({}), st.dictionaries(st.sampled_from(_EXECUTION_KEYS), odd, max_size=2)
+    ),
+    st.one_of(st.just([]), st.just([]), st.just([]), st.lists(st.sampled_from(_EXECUTION_KEYS), max_size=2)),
+)
+executions = near_valid_executions | shaped(
     {
         "id": st.sampled_from([EXECUTION, "exec-2", ""]) | odd,
         "vehicleId": st.sampled_from([VEHICLE, "other-car", VEHICLE.upper(), VEHICLE + " "]) | odd,
@@ -132,6 +156,24 @@ errors = shaped(
 )
 
 
+#: Answers that are valid as far as each parser is concerned, so the success paths are exercised too.
+valid_pages = st.fixed_dictionaries(
+    {"results": st.lists(near_valid_executions, max_size=3), "nextPageToken": st.none() | st.text(max_size=8)}
+)
+valid_tokens = st.fixed_dictionaries(
+    {
+        "access_token": st.text(min_size=1, max_size=12),
+        "token_type": st.just("Bearer"),
+        "expires_in": st.integers(min_value=1, max_value=10**6) | st.floats(min_value=0.001, max_value=1e6),
+    },
+    optional={"refresh_token": st.none() | st.text(max_size=12)},
+)
+valid_rate_limits = st.lists(
+    st.fixed_dictionaries({"remainingRequests": st.integers(0, 10), "maxRequests": st.just(10)}), max_size=2
+)
+valid_api_access = st.fixed_dictionaries({"clientId": st.text(max_size=8), "organizationId": st.text(max_size=8)})
+
+
 def encoded(values: st.SearchStrategy[Any]) -> st.SearchStrategy[bytes]:
     """JSON texts of ``values`` (UTF-8 or UTF-16), arbitrary bytes, or broken JSON."""
 
@@ -147,8 +189,10 @@ def encoded(values: st.SearchStrategy[Any]) -> st.SearchStrategy[bytes]:
     )
 
 
-statuses = st.sampled_from([200, 200, 200, 201, 204, 400, 401, 403, 404, 409, 422, 429, 500, 502, 503]) | st.integers(
-    min_value=-1, max_value=1000
+statuses = (
+    st.just(200)
+    | st.sampled_from([200, 200, 200, 201, 204, 400, 401, 403, 404, 409, 422, 429, 500, 502, 503])
+    | st.integers(min_value=-1, max_value=1000)
 )
 header_values = st.text(max_size=40) | st.sampled_from(
     ["1", "0", "-5", "nan", "inf", "1e400", "Wed, 21 Oct 2015 07:28:00 GMT", "Mon, 32 Foo 99999 99:99:99 GMT", ""]
@@ -167,11 +211,17 @@ def responses(bodies: st.SearchStrategy[Any]) -> st.SearchStrategy[p.RawResponse
 REQUEST = p.ApiRequest("GET", f"/v1/vehicles/{VEHICLE}/command-executions/{EXECUTION}")
 
 
-def _documented(call: Callable[[], Any]) -> tuple[Any, VolterasError | None]:
+#: Valid results per target: the success paths must be exercised too (checked by the last test).
+_VALID: dict[str, int] = {}
+
+
+def _documented(call: Callable[[], Any], target: str = "") -> tuple[Any, VolterasError | None]:
     """Run a parser: a result, or a documented error whose message renders. Anything else fails."""
     STATS["hypothesis_examples"] += 1
     try:
-        return call(), None
+        result = call()
+        _VALID[target] = _VALID.get(target, 0) + 1
+        return result, None
     except VolterasError as err:
         assert isinstance(err, VolterasApiError), repr(err)
         assert str(err) and err.method == REQUEST.method and err.path == REQUEST.path
@@ -182,10 +232,14 @@ def _documented(call: Callable[[], Any]) -> tuple[Any, VolterasError | None]:
 
 
 @SETTINGS
-@given(resp=responses(executions | json_values), execution_id=st.sampled_from([None, EXECUTION]))
+@given(
+    resp=responses(near_valid_executions | executions | json_values), execution_id=st.sampled_from([None, EXECUTION])
+)
 @example(resp=p.RawResponse(200, {}, b"[" * 100_000), execution_id=None)  # RecursionError before the fix
 def test_parse_execution(resp: p.RawResponse, execution_id: str | None) -> None:
-    result, error = _documented(lambda: p.parse_execution(resp, REQUEST, vehicle_id=VEHICLE, execution_id=execution_id))
+    result, error = _documented(
+        lambda: p.parse_execution(resp, REQUEST, vehicle_id=VEHICLE, execution_id=execution_id), "execution"
+    )
     if error is not None:
         return
     assert 200 <= resp.status < 300
@@ -200,7 +254,9 @@ def test_parse_execution(resp: p.RawResponse, execution_id: str | None) -> None:
 
 @SETTINGS
 @given(
-    body=executions, vehicle_id=st.sampled_from([VEHICLE, "other-car"]), execution_id=st.sampled_from([None, EXECUTION])
+    body=st.one_of(near_valid_executions, near_valid_executions, near_valid_executions, executions),
+    vehicle_id=st.sampled_from([VEHICLE, "other-car"]),
+    execution_id=st.sampled_from([None, EXECUTION]),
 )
 def test_parsed_execution_is_of_the_requested_vehicle(
     body: dict[str, Any], vehicle_id: str, execution_id: str | None
@@ -217,13 +273,14 @@ def test_parsed_execution_is_of_the_requested_vehicle(
     assert result["status"] in {"PENDING", "EXECUTED", "FAILED"}
     assert execution_id is None or result["id"] == execution_id
     STATS["hypothesis_parsed_executions"] += 1
+    _VALID["property"] = _VALID.get("property", 0) + 1
 
 
 @SETTINGS
-@given(resp=responses(pages | json_values))
+@given(resp=responses(valid_pages | pages | json_values))
 @example(resp=p.RawResponse(200, {}, b'{"results":' * 50_000))  # RecursionError before the fix
 def test_parse_page(resp: p.RawResponse) -> None:
-    result, error = _documented(lambda: p.parse_page(resp, REQUEST))
+    result, error = _documented(lambda: p.parse_page(resp, REQUEST), "page")
     if error is not None:
         return
     results, token = result
@@ -232,10 +289,10 @@ def test_parse_page(resp: p.RawResponse) -> None:
 
 
 @SETTINGS
-@given(resp=responses(tokens | json_values))
+@given(resp=responses(valid_tokens | tokens | json_values))
 @example(resp=p.RawResponse(200, {}, b'{"access_token":"a","expires_in":1' + b"0" * 400 + b"}"))  # OverflowError
 def test_parse_token(resp: p.RawResponse) -> None:
-    result, error = _documented(lambda: p.parse_token(resp, REQUEST))
+    result, error = _documented(lambda: p.parse_token(resp, REQUEST), "token")
     if error is not None:
         return
     access, refresh, expires_in = result
@@ -245,20 +302,20 @@ def test_parse_token(resp: p.RawResponse) -> None:
 
 
 @SETTINGS
-@given(resp=responses(rate_limits | json_values))
+@given(resp=responses(valid_rate_limits | rate_limits | json_values))
 @example(resp=p.RawResponse(200, {}, b"[" * 100_000))  # RecursionError before the fix
 def test_parse_rate_limits(resp: p.RawResponse) -> None:
-    result, error = _documented(lambda: p.parse_rate_limits(resp, REQUEST))
+    result, error = _documented(lambda: p.parse_rate_limits(resp, REQUEST), "rate_limits")
     if error is not None:
         return
     assert isinstance(result, list) and all(isinstance(r, dict) for r in result)
 
 
 @SETTINGS
-@given(resp=responses(api_access | json_values))
+@given(resp=responses(valid_api_access | api_access | json_values))
 @example(resp=p.RawResponse(200, {}, b'{"a":' * 50_000))  # RecursionError before the fix
 def test_parse_api_access(resp: p.RawResponse) -> None:
-    result, error = _documented(lambda: p.parse_api_access(resp, REQUEST))
+    result, error = _documented(lambda: p.parse_api_access(resp, REQUEST), "api_access")
     if error is not None:
         return
     assert isinstance(result, dict) and isinstance(result["organizationId"], str)
@@ -287,3 +344,13 @@ def test_retry_after_seconds(value: str | None, now: float) -> None:
     STATS["hypothesis_examples"] += 1
     seconds = p.retry_after_seconds(value, now=now)
     assert seconds is None or (math.isfinite(seconds) and seconds >= 0)
+
+
+def test_success_paths_were_exercised() -> None:
+    """The properties above are not vacuous: every parser returned valid results too (runs last)."""
+    if not _VALID:
+        pytest.skip("the property tests did not run in this session")
+    for target in ("execution", "page", "token", "rate_limits", "api_access"):
+        assert _VALID.get(target, 0) >= 10, f"{target}: only {_VALID.get(target, 0)} valid results"
+    assert _VALID.get("property", 0) >= 20, "too few executions parsed for the vehicle/status property"
+    STATS["hypothesis_valid_results"] = sum(v for k, v in _VALID.items() if k != "property")
