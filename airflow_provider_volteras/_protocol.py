@@ -227,6 +227,10 @@ def validate_base_url(url: str, *, allow_insecure_http: bool = False) -> str:
             "The API base URL must not contain credentials; put the client id in login and the secret in password."
         )
     hostname = parts.hostname or ""
+    if not hostname.isascii() or any(c.isspace() or not c.isprintable() for c in hostname):
+        raise VolterasConfigurationError(
+            f"The API base URL's host {hostname[:60]!r} must be plain ASCII without spaces (use the punycode form)."
+        )
     if parts.scheme not in ("https", "http") or not hostname:
         raise VolterasConfigurationError(
             f"The API base URL must look like {PRODUCTION_URL}, got scheme {parts.scheme!r} and host {hostname!r}."

@@ -112,8 +112,13 @@ class CommandWaitMixin:
         if status in ("executed", "failed") and isinstance(payload.get("execution"), dict):
             return self.finish(payload["execution"], vehicle_id, command)
         if status == "timeout":
-            deadline_wait = self.wait_timeout
-            raise pending_at_deadline(vehicle_id, command, execution_id, deadline_wait)
+            raise pending_at_deadline(
+                vehicle_id,
+                command,
+                execution_id,
+                self.wait_timeout,
+                status_read=isinstance(payload.get("execution"), dict),
+            )
         if status == "error":
             cls = VolterasRetryableCommandError if payload.get("retryable", True) else VolterasFatalCommandError
             raise cls(

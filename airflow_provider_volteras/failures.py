@@ -260,17 +260,24 @@ def command_failure(
     )
 
 
-def pending_at_deadline(vehicle_id: str, command: str, execution_id: str | None, waited: float) -> VolterasCommandError:
-    """The command was still ``PENDING`` when the task's wait ran out."""
+def pending_at_deadline(
+    vehicle_id: str, command: str, execution_id: str | None, waited: float, *, status_read: bool = True
+) -> VolterasCommandError:
+    """The command was still ``PENDING`` (or its status could not be read) when the task's wait ran out."""
+    state = (
+        "was still PENDING"
+        if status_read
+        else "could not be read during the wait (every status check failed), so its outcome is unknown,"
+    )
     return VolterasRetryableCommandError(
-        f"Volteras command {_describe(vehicle_id, command, execution_id)} was still PENDING after "
+        f"Volteras command {_describe(vehicle_id, command, execution_id)} {state} after "
         f"{waited:.0f} s, the task's timeout. Whether the vehicle will act on it is unknown; the platform fails "
         f"commands pending for 5 minutes. {_retry_note(True)} A retry re-attaches to this execution while it "
-        "is pending and sends a new command only once it has failed.",
+        "is pending and sends a new command only if it failed for a retryable reason.",
         vehicle_id=vehicle_id,
         command=command,
         execution_id=execution_id,
-        reason="PENDING_AT_DEADLINE",
+        reason="PENDING_AT_DEADLINE" if status_read else "STATUS_UNKNOWN_AT_DEADLINE",
         delay_kind=DelayKind.TRANSIENT.value,
     )
 
