@@ -434,8 +434,11 @@ async def test_trigger_fault(sim: Any, monkeypatch: pytest.MonkeyPatch, case: Ca
 
     if outcome == "timeout":
         assert payload["status"] == "timeout" and payload["execution"] is None, payload
-        with pytest.raises(VolterasRetryableCommandError, match="still PENDING"):
+        # No poll got an answer: the task must not claim the command is still pending, only that its
+        # outcome is unknown.
+        with pytest.raises(VolterasRetryableCommandError, match="could not be read during the wait") as info:
             _operator().execute_complete({}, payload)
+        assert "still PENDING" not in str(info.value) and info.value.reason == "STATUS_UNKNOWN_AT_DEADLINE"
         return
     if outcome == "error":
         assert payload["status"] == "error", payload
