@@ -110,7 +110,7 @@ class CommandExecutionTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow_provider_volteras.failures import api_failure
-        from airflow_provider_volteras.triggers._async_client import AsyncVolterasClient
+        from airflow_provider_volteras.triggers._async_client import AsyncVolterasClient, adrive
 
         plan = p.WaitPlan(
             deadline=datetime.fromisoformat(self.deadline).timestamp(), poll_interval=self.poll_interval, jitter=0.1
@@ -120,20 +120,17 @@ class CommandExecutionTrigger(BaseTrigger):
         last: dict[str, Any] | None = None
         try:
             async with AsyncVolterasClient.open(self.volteras_conn_id, self.log) as client:
-                flow = p.watch_flow(plan, self.log, what)
-                outcome: Any = None
-                while True:
-                    try:
-                        pause = flow.send(outcome)
-                    except StopIteration as stop:
-                        final = stop.value
-                        break
+
+                async def poll(pause: float) -> dict[str, Any] | VolterasError:
+                    nonlocal last
                     await asyncio.sleep(pause)
                     try:
-                        outcome = await client.get_command_execution(self.vehicle_id, self.command_execution_id)
-                        last = outcome
+                        last = await client.get_command_execution(self.vehicle_id, self.command_execution_id)
                     except VolterasError as err:
-                        outcome = err
+                        return err
+                    return last
+
+                final = await adrive(p.watch_flow(plan, self.log, what), poll)
         except VolterasError as err:
             failure = api_failure(
                 err,
