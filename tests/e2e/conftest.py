@@ -29,7 +29,7 @@ _FAILED = False
 _KEPT: list[str] = []
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def simulator() -> Iterator[Any]:
     """The Volteras simulator, served from a thread of the test process on 127.0.0.1."""
     from airflow_provider_volteras.simulator import SimulatorServer
@@ -38,9 +38,9 @@ def simulator() -> Iterator[Any]:
         yield sim
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def airflow(simulator: Any) -> Iterator[Deployment]:
-    """A running Airflow 3.3 deployment (scheduler, dag-processor, triggerer, api-server) on free ports."""
+    """A running Airflow 3.3 deployment on free ports, stopped when the e2e module ends (not kept for the session)."""
     global _DEPLOYMENT
     deployment = Deployment(
         sim_base_url=simulator.base_url, sim_client_id=SIM_CLIENT_ID, sim_client_secret=SIM_CLIENT_SECRET
