@@ -57,7 +57,6 @@ from airflow_provider_volteras.exceptions import (
 )
 
 PRODUCTION_URL = "https://api.volteras.com"
-SANDBOX_URL = "https://api.sandbox.volteras.com"
 
 # ---------------------------------------------------------------------------------------------
 # Connection settings

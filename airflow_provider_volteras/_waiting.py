@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from airflow_provider_volteras import _basics as p
 from airflow_provider_volteras.exceptions import (
+    VolterasCommandError,
     VolterasError,
     VolterasFatalCommandError,
     VolterasRetryableCommandError,
@@ -151,13 +152,7 @@ class CommandWaitMixin:
             )
             return execution
         if status == p.STATUS_FAILED:
-            error = command_failure(
-                execution,
-                vehicle_id=vehicle_id,
-                command=command,
-                retryable_reasons=self.retryable_reasons,
-                fatal_reasons=self.fatal_reasons,
-            )
+            error = self.command_failure_of(execution, vehicle_id, command)
             if error.retryable and error.delay_kind == DelayKind.RATE_LIMITED.value:
                 error.rate_limit_window_seconds = self._rate_limit_window(vehicle_id)
             self.log.error("%s", error)
@@ -169,6 +164,16 @@ class CommandWaitMixin:
             command=command,
             execution_id=execution.get("id"),
             reason="UNEXPECTED_STATUS",
+        )
+
+    def command_failure_of(self, execution: dict[str, Any], vehicle_id: str, command: str) -> VolterasCommandError:
+        """The task exception for a ``FAILED`` execution, with this task's reason overrides applied."""
+        return command_failure(
+            execution,
+            vehicle_id=vehicle_id,
+            command=command,
+            retryable_reasons=self.retryable_reasons,
+            fatal_reasons=self.fatal_reasons,
         )
 
     def _rate_limit_window(self, vehicle_id: str) -> int | None:

@@ -25,7 +25,7 @@ from airflow_provider_volteras.exceptions import (
     VolterasNotFoundError,
     VolterasRetryableCommandError,
 )
-from airflow_provider_volteras.failures import api_failure, command_failure
+from airflow_provider_volteras.failures import api_failure
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -187,13 +187,7 @@ class VolterasCommandOperator(CommandWaitMixin, BaseOperator):
                 vehicle_id,
             )
             return execution
-        error = command_failure(
-            execution,
-            vehicle_id=vehicle_id,
-            command=command,
-            retryable_reasons=self.retryable_reasons,
-            fatal_reasons=self.fatal_reasons,
-        )
+        error = self.command_failure_of(execution, vehicle_id, command)
         if error.retryable:
             self.log.info(
                 "Execution %s from an earlier try FAILED (%s, retryable); sending the command again.",
