@@ -28,7 +28,7 @@ from airflow_provider_volteras.failures import (
     command_failure,
 )
 
-OPENAPI = Path(__file__).resolve().parents[2] / "shared" / "volteras" / "openapi.json"
+OPENAPI = Path(__file__).resolve().parent / "data" / "volteras" / "openapi.json"
 DOCUMENTED = json.loads(OPENAPI.read_text())["components"]["schemas"]["VehicleCommandExecution"]["properties"][
     "failedReason"
 ]["enum"]

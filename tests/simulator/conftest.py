@@ -12,8 +12,8 @@ import requests
 
 from airflow_provider_volteras.simulator import SimulatorServer
 
-#: ``shared/volteras`` beside the checkout (reference data of the real API).
-SHARED_DIR = Path(__file__).resolve().parents[3] / "shared" / "volteras"
+#: The API reference data vendored into the repository (see ``tests/data/volteras/README.md``).
+SHARED_DIR = Path(__file__).resolve().parents[1] / "data" / "volteras"
 CLIENT_ID = "volteras-sim-client"
 CLIENT_SECRET = "volteras-sim-secret"
 #: Default delay before a command leaves PENDING in these tests.
@@ -25,8 +25,7 @@ def shared_file(name: str) -> Path:
     path = SHARED_DIR / name
     if not path.is_file():
         pytest.fail(
-            f"reference file {path} is missing: the simulator contract tests need the shared/volteras "
-            "directory beside the checkout (../shared/volteras)",
+            f"reference file {path} is missing: it is vendored in tests/data/volteras (see its README)",
             pytrace=False,
         )
     return path
