@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
-from airflow_provider_volteras import _basics as p
+from airflow_provider_volteras._core.basics import STATUS_EXECUTED, STATUS_FAILED, is_terminal
 from airflow_provider_volteras.exceptions import (
     VolterasCommandError,
     VolterasError,
@@ -60,12 +60,12 @@ class CommandWaitMixin:
         most commands finish within seconds, and then no deferral is needed.
         """
         execution_id = execution["id"]
-        if not checked and not p.is_terminal(execution):
+        if not checked and not is_terminal(execution):
             try:
                 execution = self.hook.get_command_execution(vehicle_id, execution_id)
             except VolterasError as err:
                 raise api_failure(err, vehicle_id=vehicle_id, command=command, execution_id=execution_id) from err
-        if p.is_terminal(execution):
+        if is_terminal(execution):
             return self.finish(execution, vehicle_id, command)
         started = time.time()
         deadline = started + self.wait_timeout
@@ -142,7 +142,7 @@ class CommandWaitMixin:
     def finish(self, execution: dict[str, Any], vehicle_id: str, command: str) -> dict[str, Any]:
         status = execution.get("status")
         command = str(execution.get("command") or command)
-        if status == p.STATUS_EXECUTED:
+        if status == STATUS_EXECUTED:
             self.log.info(
                 "%s on vehicle %s EXECUTED (execution %s, executedAt %s)",
                 command,
@@ -151,7 +151,7 @@ class CommandWaitMixin:
                 execution.get("executedAt"),
             )
             return execution
-        if status == p.STATUS_FAILED:
+        if status == STATUS_FAILED:
             error = self.command_failure_of(execution, vehicle_id, command)
             if error.retryable and error.delay_kind == DelayKind.RATE_LIMITED.value:
                 error.rate_limit_window_seconds = self._rate_limit_window(vehicle_id)

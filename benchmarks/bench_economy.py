@@ -26,8 +26,8 @@ FIXED_INTERVAL = 5.0
 async def bench(base_url: str, delays: list[float], per_case: int) -> dict[str, Any]:
     import httpx
 
-    from airflow_provider_volteras import _protocol as p
-    from airflow_provider_volteras.triggers._async_client import AsyncVolterasClient
+    from airflow_provider_volteras._core.basics import is_terminal
+    from airflow_provider_volteras.hooks._async import AsyncVolterasClient
     from airflow_provider_volteras.triggers.command_execution import CommandExecutionTrigger
     from benchmarks._common import SIM_CLIENT_ID, SIM_CLIENT_SECRET
 
@@ -61,7 +61,7 @@ async def bench(base_url: str, delays: list[float], per_case: int) -> dict[str, 
             async with AsyncVolterasClient.open("volteras_default") as client:
                 while True:
                     execution = await client.get_command_execution(vehicle_id, execution_id)
-                    if p.is_terminal(execution):
+                    if is_terminal(execution):
                         return time.time(), str(execution["status"]).lower()
                     await asyncio.sleep(FIXED_INTERVAL)
 

@@ -32,7 +32,7 @@ def main() -> int:
     import httpx
     import requests
 
-    from airflow_provider_volteras import _protocol as p
+    from airflow_provider_volteras._core.tokens import TOKEN_CACHE
     from airflow_provider_volteras.hooks.volteras import VolterasHook
 
     control = httpx.Client(base_url=args.base_url)
@@ -52,7 +52,7 @@ def main() -> int:
             pooled_s += time.perf_counter() - t
             pooled_n += k
             if not headers:
-                token = p.TOKEN_CACHE.valid(hook.settings)
+                token = TOKEN_CACHE.valid(hook.settings)
                 assert token is not None
                 headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         if fresh_n < args.calls:

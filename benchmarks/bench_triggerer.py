@@ -291,7 +291,7 @@ def main() -> int:
         import httpx  # noqa: F401
 
         import airflow_provider_volteras.failures
-        import airflow_provider_volteras.triggers._async_client
+        import airflow_provider_volteras.hooks._async
         import airflow_provider_volteras.triggers.command_execution  # noqa: F401
     else:
         import aiohttp  # noqa: F401

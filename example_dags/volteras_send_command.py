@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param
 
-from airflow_provider_volteras.commands import CREATABLE_COMMANDS
+from airflow_provider_volteras.catalogue import CREATABLE_COMMANDS
 from airflow_provider_volteras.failures import VolterasRetryPolicy
 from airflow_provider_volteras.operators.commands import VolterasCommandOperator
 

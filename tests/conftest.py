@@ -64,11 +64,11 @@ def connection_json(base_url: str, secret: str = SIM_CLIENT_SECRET, **extra: obj
 @pytest.fixture
 def sim(simulator_server, monkeypatch) -> Iterator:
     """The running simulator, reset, with ``volteras_default`` pointing at it and a cold token cache."""
-    from airflow_provider_volteras import _protocol
+    from airflow_provider_volteras._core import tokens
 
     simulator_server.state.reset()
     simulator_server.state.configure(default_delay=0.3, client_id=SIM_CLIENT_ID, client_secret=SIM_CLIENT_SECRET)
-    _protocol.TOKEN_CACHE.clear()
+    tokens.TOKEN_CACHE.clear()
     monkeypatch.setenv("AIRFLOW_CONN_VOLTERAS_DEFAULT", connection_json(simulator_server.base_url))
     yield simulator_server
-    _protocol.TOKEN_CACHE.clear()
+    tokens.TOKEN_CACHE.clear()

@@ -11,7 +11,21 @@ from types import SimpleNamespace
 import pytest
 import tenacity
 
-from airflow_provider_volteras import _protocol as p
+from airflow_provider_volteras._core.answers import error_from_response, parse_execution, retry_after_seconds
+from airflow_provider_volteras._core.basics import DEFAULT_POLL_INTERVAL, MAX_ID_LENGTH, validate_id
+from airflow_provider_volteras._core.retry import retry_kwargs
+from airflow_provider_volteras._core.settings import PRODUCTION_URL, ClientSettings, validate_base_url
+from airflow_provider_volteras._core.tokens import TokenCache
+from airflow_provider_volteras._core.waiting import WaitPlan, poll_delays
+from airflow_provider_volteras._core.wire import (
+    ApiRequest,
+    RawResponse,
+    create_command_request,
+    get_execution_request,
+    list_executions_request,
+    rate_limits_request,
+    token_request,
+)
 from airflow_provider_volteras.exceptions import (
     VolterasApiError,
     VolterasAuthenticationError,
@@ -49,13 +63,13 @@ NOW = 1_800_000_000.0
     ],
 )
 def test_retry_after_seconds(value, expected):
-    assert p.retry_after_seconds(value, now=NOW) == expected
+    assert retry_after_seconds(value, now=NOW) == expected
 
 
 def test_retry_after_http_date_future_and_past():
-    assert p.retry_after_seconds(formatdate(NOW + 30, usegmt=True), now=NOW) == pytest.approx(30)
-    assert p.retry_after_seconds(formatdate(NOW - 30, usegmt=True), now=NOW) == 0.0
-    assert p.retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=NOW) == 0.0
+    assert retry_after_seconds(formatdate(NOW + 30, usegmt=True), now=NOW) == pytest.approx(30)
+    assert retry_after_seconds(formatdate(NOW - 30, usegmt=True), now=NOW) == 0.0
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=NOW) == 0.0
 
 
 # -- base URL --------------------------------------------------------------------------------------
@@ -76,7 +90,7 @@ def test_retry_after_http_date_future_and_past():
     ],
 )
 def test_validate_base_url_accepts(url, allow_http, expected):
-    assert p.validate_base_url(url, allow_insecure_http=allow_http) == expected
+    assert validate_base_url(url, allow_insecure_http=allow_http) == expected
 
 
 @pytest.mark.parametrize(
@@ -99,7 +113,7 @@ def test_validate_base_url_accepts(url, allow_http, expected):
 )
 def test_validate_base_url_refuses(url, needle):
     with pytest.raises(VolterasConfigurationError) as info:
-        p.validate_base_url(url)
+        validate_base_url(url)
     assert needle in str(info.value)
     assert "pass@" not in str(info.value)
 
@@ -107,9 +121,9 @@ def test_validate_base_url_refuses(url, needle):
 # -- ids -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("good", ["a", "sim-ok-1", "A_b.c:d~e-f", "a" * p.MAX_ID_LENGTH, "a.b"])
+@pytest.mark.parametrize("good", ["a", "sim-ok-1", "A_b.c:d~e-f", "a" * MAX_ID_LENGTH, "a.b"])
 def test_validate_id_accepts(good):
-    assert p.validate_id(good) == good
+    assert validate_id(good) == good
 
 
 @pytest.mark.parametrize(
@@ -118,20 +132,20 @@ def test_validate_id_accepts(good):
 )
 def test_validate_id_refuses(bad):
     with pytest.raises(VolterasInvalidInputError):
-        p.validate_id(bad, "vehicle_id")
+        validate_id(bad, "vehicle_id")
 
 
 def test_request_builders_encode_nothing_unexpected():
-    assert p.get_execution_request("v-1", "e:1").path == "/v1/vehicles/v-1/command-executions/e%3A1"
-    req = p.create_command_request("v-1", "set_charge_limit", {"limit": 80})
+    assert get_execution_request("v-1", "e:1").path == "/v1/vehicles/v-1/command-executions/e%3A1"
+    req = create_command_request("v-1", "set_charge_limit", {"limit": 80})
     assert (req.method, req.path, req.json_body, req.creates_command) == (
         "POST",
         "/v1/vehicles/v-1/command-execution:set-charge-limit",
         {"limit": 80},
         True,
     )
-    assert p.create_command_request("v-1", "CLIMATE_OFF", None).json_body is None
-    listing = p.list_executions_request(
+    assert create_command_request("v-1", "CLIMATE_OFF", None).json_body is None
+    listing = list_executions_request(
         "v-1", filter={"field": "status", "operator": "eq", "value": "PENDING"}, max_page_size=5, page_token="t"
     )
     assert listing.params == {
@@ -139,8 +153,8 @@ def test_request_builders_encode_nothing_unexpected():
         "maxPageSize": "5",
         "pageToken": "t",
     }
-    assert p.rate_limits_request("v-1").params == {"objectId": "v-1", "domain": "VEHICLE"}
-    token = p.token_request(SimpleNamespace(), "r-1")  # type: ignore[arg-type]
+    assert rate_limits_request("v-1").params == {"objectId": "v-1", "domain": "VEHICLE"}
+    token = token_request(SimpleNamespace(), "r-1")  # type: ignore[arg-type]
     assert token.form == {"grant_type": "refresh_token", "refresh_token": "r-1"} and token.auth == "basic"
     assert "r-1" not in repr(token) and "secret-token" not in repr(req.with_token("secret-token"))
 
@@ -149,17 +163,17 @@ def test_request_builders_encode_nothing_unexpected():
 
 
 def test_poll_delays_start_at_one_second_grow_and_cap():
-    delays = list(itertools.islice(p.poll_delays(15.0), 12))
+    delays = list(itertools.islice(poll_delays(15.0), 12))
     assert delays[0] == 1.0
     assert delays[1] == pytest.approx(1.5) and delays[2] == pytest.approx(2.25)
     assert all(b >= a for a, b in itertools.pairwise(delays))
     assert max(delays) == 15.0 and delays[-1] == 15.0
-    assert list(itertools.islice(p.poll_delays(0.5), 3)) == [0.5, 0.5, 0.5]
-    assert list(itertools.islice(p.poll_delays(), 20))[-1] == p.DEFAULT_POLL_INTERVAL
+    assert list(itertools.islice(poll_delays(0.5), 3)) == [0.5, 0.5, 0.5]
+    assert list(itertools.islice(poll_delays(), 20))[-1] == DEFAULT_POLL_INTERVAL
 
 
 def test_wait_plan_respects_deadline():
-    plan = p.WaitPlan(deadline=NOW + 3.0, poll_interval=10)
+    plan = WaitPlan(deadline=NOW + 3.0, poll_interval=10)
     assert plan.next_sleep(now=NOW) == 1.0
     assert plan.next_sleep(now=NOW + 1.0) == 1.5
     assert plan.next_sleep(now=NOW + 2.5) == pytest.approx(0.5)  # 2.25 capped by the 0.5 s left
@@ -168,7 +182,7 @@ def test_wait_plan_respects_deadline():
 
 
 def test_wait_plan_poll_now_and_backoff():
-    plan = p.WaitPlan(deadline=NOW + 60, poll_interval=5)
+    plan = WaitPlan(deadline=NOW + 60, poll_interval=5)
     plan.poll_now()
     assert plan.next_sleep(now=NOW) == 0.0
     assert plan.next_sleep(now=NOW) == 1.0
@@ -177,12 +191,12 @@ def test_wait_plan_poll_now_and_backoff():
 
 # -- error mapping ---------------------------------------------------------------------------------
 
-REQ = p.ApiRequest("GET", "/v1/rate-limits")
+REQ = ApiRequest("GET", "/v1/rate-limits")
 
 
 def response(status: int, body: object = None, headers: dict[str, str] | None = None, raw: bytes | None = None):
     data = raw if raw is not None else json.dumps(body).encode()
-    return p.RawResponse(status, {"content-type": "application/json", **(headers or {})}, data)
+    return RawResponse(status, {"content-type": "application/json", **(headers or {})}, data)
 
 
 def envelope(code: str, message: str = "msg", request_id: str | None = "rid-body") -> dict:
@@ -216,7 +230,7 @@ def envelope(code: str, message: str = "msg", request_id: str | None = "rid-body
     ],
 )
 def test_error_from_response_code_first_then_status(status, code, cls):
-    err = p.error_from_response(response(status, envelope(code, "it broke")), REQ)
+    err = error_from_response(response(status, envelope(code, "it broke")), REQ)
     assert type(err) is cls
     assert (err.code, err.status_code, err.request_id, err.api_message) == (code, status, "rid-body", "it broke")
     assert (err.method, err.path) == ("GET", "/v1/rate-limits")
@@ -224,16 +238,16 @@ def test_error_from_response_code_first_then_status(status, code, cls):
 
 
 def test_error_request_id_falls_back_to_header():
-    err = p.error_from_response(
+    err = error_from_response(
         response(404, envelope("RESOURCE_NOT_FOUND", request_id=None), {"x-request-id": "rid-h"}), REQ
     )
     assert err.request_id == "rid-h"
 
 
 def test_rate_limit_error_carries_retry_after():
-    err = p.error_from_response(response(429, envelope("INTERNAL_RATE_LIMITED"), {"retry-after": "7"}), REQ)
+    err = error_from_response(response(429, envelope("INTERNAL_RATE_LIMITED"), {"retry-after": "7"}), REQ)
     assert isinstance(err, VolterasRateLimitError) and err.retry_after == 7.0
-    err = p.error_from_response(response(429, envelope("INTERNAL_RATE_LIMITED")), REQ)
+    err = error_from_response(response(429, envelope("INTERNAL_RATE_LIMITED")), REQ)
     assert err.retry_after is None
 
 
@@ -242,7 +256,7 @@ def test_fastapi_detail_shape():
         {"type": "missing", "loc": ["body", "limit"], "msg": "Field required", "input": {}},
         {"type": "float_parsing", "loc": ["body", "driverTemperature"], "msg": "Input should be a valid number"},
     ]
-    err = p.error_from_response(response(422, {"detail": detail}, {"x-request-id": "rid-h"}), REQ)
+    err = error_from_response(response(422, {"detail": detail}, {"x-request-id": "rid-h"}), REQ)
     assert type(err) is VolterasValidationError
     assert err.code == "REQUEST_VALIDATION_ERROR" and err.request_id == "rid-h" and err.data == detail
     assert "limit: Field required" in err.api_message
@@ -260,8 +274,8 @@ def test_fastapi_detail_shape():
 )
 def test_non_json_error_bodies(status, cls):
     html = b"<html><body>Bad Gateway</body></html>"
-    resp = p.RawResponse(status, {"content-type": "text/html; charset=utf-8", "x-request-id": "rid-h"}, html)
-    err = p.error_from_response(resp, REQ)
+    resp = RawResponse(status, {"content-type": "text/html; charset=utf-8", "x-request-id": "rid-h"}, html)
+    err = error_from_response(resp, REQ)
     assert type(err) is cls
     assert err.code is None and err.request_id == "rid-h"
     assert f"HTTP {status} with a body that is not JSON (text/html, {len(html)} bytes)" in str(err)
@@ -269,15 +283,15 @@ def test_non_json_error_bodies(status, cls):
 
 @pytest.mark.parametrize("body", [{"unexpected": True}, [1, 2], "text", {"error": 5}])
 def test_unrecognised_json_error_bodies(body):
-    err = p.error_from_response(response(418, body), REQ)
+    err = error_from_response(response(418, body), REQ)
     assert type(err) is VolterasUnexpectedResponseError
     assert "unrecognised error body" in str(err)
-    assert type(p.error_from_response(response(503, body), REQ)) is VolterasServerError
+    assert type(error_from_response(response(503, body), REQ)) is VolterasServerError
 
 
 def test_parse_execution_checks_identity_and_status():
     good = {"id": "e1", "vehicleId": "v1", "command": "CLIMATE_OFF", "status": "PENDING", "failedReason": None}
-    assert p.parse_execution(response(200, good), REQ, vehicle_id="v1", execution_id="e1") == good
+    assert parse_execution(response(200, good), REQ, vehicle_id="v1", execution_id="e1") == good
     for bad, needle in [
         ({**good, "vehicleId": "v2"}, "belongs to vehicle"),
         ({**good, "id": "e2"}, "asked for execution e1"),
@@ -286,7 +300,7 @@ def test_parse_execution_checks_identity_and_status():
         ({**good, "command": None}, "no command"),
     ]:
         with pytest.raises(VolterasUnexpectedResponseError, match=needle):
-            p.parse_execution(response(200, bad), REQ, vehicle_id="v1", execution_id="e1")
+            parse_execution(response(200, bad), REQ, vehicle_id="v1", execution_id="e1")
 
 
 # -- token cache and settings ----------------------------------------------------------------------
@@ -300,13 +314,13 @@ class Clock:
         return self.now
 
 
-def settings(**kw) -> p.ClientSettings:
-    return p.ClientSettings(base_url="https://api.volteras.com", client_id="cid", client_secret="csecret", **kw)
+def settings(**kw) -> ClientSettings:
+    return ClientSettings(base_url="https://api.volteras.com", client_id="cid", client_secret="csecret", **kw)
 
 
 def test_token_cache_lead_and_invalidate():
     clock = Clock()
-    cache = p.TokenCache(clock)
+    cache = TokenCache(clock)
     s = settings(token_refresh_lead=60)
     cache.store(s, "a1", "r1", 3600)
     assert cache.valid(s) == "a1"
@@ -325,7 +339,7 @@ def test_token_cache_lead_and_invalidate():
 
 
 def test_cache_key_depends_on_credentials_not_holding_them():
-    a, b = settings(), p.ClientSettings(base_url="https://api.volteras.com", client_id="cid", client_secret="other")
+    a, b = settings(), ClientSettings(base_url="https://api.volteras.com", client_id="cid", client_secret="other")
     assert a.cache_key != b.cache_key
     assert "csecret" not in a.cache_key and "csecret" not in repr(a)
 
@@ -337,14 +351,14 @@ def conn(host="https://api.volteras.com", extra=None, login="cid", password="cse
 
 
 def test_settings_from_connection():
-    s = p.ClientSettings.from_connection(
+    s = ClientSettings.from_connection(
         conn(
             extra={"timeout": "2.5", "max_retries": 0, "extra__volteras__token_refresh_lead": 5, "verify_ssl": "false"}
         )
     )
     assert (s.timeout, s.max_retries, s.token_refresh_lead, s.verify, s.conn_id) == (2.5, 0, 5.0, False, "c1")
-    assert p.ClientSettings.from_connection(conn(host="")).base_url == p.PRODUCTION_URL
-    assert p.ClientSettings.from_connection(conn(extra={"ca_bundle": "/etc/ca.pem"})).verify == "/etc/ca.pem"
+    assert ClientSettings.from_connection(conn(host="")).base_url == PRODUCTION_URL
+    assert ClientSettings.from_connection(conn(extra={"ca_bundle": "/etc/ca.pem"})).verify == "/etc/ca.pem"
 
 
 @pytest.mark.parametrize(
@@ -362,11 +376,11 @@ def test_settings_from_connection():
 )
 def test_settings_refuse_bad_connections(kwargs):
     with pytest.raises(VolterasConfigurationError):
-        p.ClientSettings.from_connection(conn(**kwargs))
+        ClientSettings.from_connection(conn(**kwargs))
 
 
 def test_retry_kwargs_bound_attempts():
-    kwargs = p.retry_kwargs(settings(max_retries=2, retry_max_wait=0.0), SimpleNamespace(warning=lambda *a: None))
+    kwargs = retry_kwargs(settings(max_retries=2, retry_max_wait=0.0), SimpleNamespace(warning=lambda *a: None))
     attempts = 0
     with pytest.raises(VolterasServerError):
         for attempt in tenacity.Retrying(**kwargs):

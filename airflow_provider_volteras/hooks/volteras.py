@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import cached_property
 from typing import Any, TypeVar
 
@@ -14,8 +14,26 @@ import tenacity
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
-from airflow_provider_volteras import _protocol as p
-from airflow_provider_volteras.commands import VehicleCommand, get_command_spec
+from airflow_provider_volteras._core.answers import parse_api_access, parse_execution, parse_page, parse_rate_limits
+from airflow_provider_volteras._core.basics import DEFAULT_POLL_INTERVAL, STATUS_PENDING
+from airflow_provider_volteras._core.retry import retry_kwargs
+from airflow_provider_volteras._core.settings import ClientSettings, missing_connection_message
+from airflow_provider_volteras._core.tokens import TOKEN_CACHE, RenewToken, call_flow, renew_flow
+from airflow_provider_volteras._core.waiting import WaitPlan, watch_flow
+from airflow_provider_volteras._core.wire import (
+    ADOPTION_PAGE_SIZE,
+    ApiRequest,
+    RawResponse,
+    command_filter,
+    connection_test_request,
+    create_command_request,
+    drive,
+    get_execution_request,
+    list_executions_request,
+    rate_limits_request,
+    transport_error,
+)
+from airflow_provider_volteras.catalogue import VehicleCommand, get_command_spec
 from airflow_provider_volteras.exceptions import (
     VolterasCommandInProgressError,
     VolterasConfigurationError,
@@ -43,17 +61,6 @@ def _mask(secret: str | None) -> None:
         mask_secret(secret)
 
 
-def drive(gen: Generator[Any, Any, T], step: Callable[[Any], Any]) -> T:
-    """Run a protocol generator to its end, answering each thing it yields with ``step(thing)``."""
-    answer: Any = None
-    while True:
-        try:
-            request = gen.send(answer)
-        except StopIteration as stop:
-            return stop.value
-        answer = step(request)
-
-
 class VolterasHook(BaseHook):
     """Talk to the Volteras Connect API with OAuth 2.0 client credentials.
 
@@ -75,7 +82,7 @@ class VolterasHook(BaseHook):
     def __init__(self, volteras_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.volteras_conn_id = volteras_conn_id
-        self._token_cache = p.TOKEN_CACHE
+        self._token_cache = TOKEN_CACHE
 
     def __repr__(self) -> str:
         return f"<VolterasHook conn_id={self.volteras_conn_id!r}>"
@@ -83,12 +90,12 @@ class VolterasHook(BaseHook):
     # -- connection ---------------------------------------------------------------------------
 
     @cached_property
-    def settings(self) -> p.ClientSettings:
+    def settings(self) -> ClientSettings:
         try:
             conn = self.get_connection(self.volteras_conn_id)
         except AirflowNotFoundException:
-            raise VolterasConfigurationError(p.missing_connection_message(self.volteras_conn_id)) from None
-        settings = p.ClientSettings.from_connection(conn)
+            raise VolterasConfigurationError(missing_connection_message(self.volteras_conn_id)) from None
+        settings = ClientSettings.from_connection(conn)
         _mask(settings.client_secret)
         return settings
 
@@ -108,27 +115,23 @@ class VolterasHook(BaseHook):
 
     # -- transport ----------------------------------------------------------------------------
 
-    def _send(self, request: p.ApiRequest) -> p.RawResponse:
+    def _send(self, request: ApiRequest) -> RawResponse:
         settings = self.settings
-        auth = (settings.client_id, settings.client_secret) if request.auth == "basic" else None
         try:
             resp = self.session.request(
                 request.method,
-                settings.base_url + request.path,
-                params=request.params,
-                json=request.json_body,
-                data=request.form,
+                request.url(settings),
+                data=request.body(),
                 headers=request.headers(settings),
-                auth=auth,
                 timeout=(settings.connect_timeout, settings.timeout),
                 allow_redirects=False,
             )
         except requests.exceptions.RequestException as err:
             raise _transport_error(request, err) from None
-        return p.RawResponse(resp.status_code, {k.lower(): v for k, v in resp.headers.items()}, resp.content)
+        return RawResponse(resp.status_code, {k.lower(): v for k, v in resp.headers.items()}, resp.content)
 
     def _step(self, step: Any) -> Any:
-        if step is p.RENEW_TOKEN:
+        if isinstance(step, RenewToken):
             return self._renew_token()
         return self._send(step)
 
@@ -138,19 +141,19 @@ class VolterasHook(BaseHook):
             cached = self._token_cache.valid(settings)
             if cached is not None:
                 return cached
-            token, refresh = drive(p.renew_flow(settings, self._token_cache), self._send)
+            token, refresh = drive(renew_flow(settings, self._token_cache), self._send)
             _mask(token)
             _mask(refresh)
         return token
 
     def _retrying(self) -> tenacity.Retrying:
-        return tenacity.Retrying(**p.retry_kwargs(self.settings, self.log))
+        return tenacity.Retrying(**retry_kwargs(self.settings, self.log))
 
-    def _call(self, request: p.ApiRequest) -> p.RawResponse:
+    def _call(self, request: ApiRequest) -> RawResponse:
         """One authorised round trip (renewing the token on a 401), without retries."""
-        return drive(p.call_flow(self.settings, self._token_cache, request), self._step)
+        return drive(call_flow(self.settings, self._token_cache, request), self._step)
 
-    def _request(self, request: p.ApiRequest, parse: Callable[[p.RawResponse, p.ApiRequest], T]) -> T:
+    def _request(self, request: ApiRequest, parse: Callable[[RawResponse, ApiRequest], T]) -> T:
         """An idempotent call with retries on transient failures."""
         for attempt in self._retrying():
             with attempt:
@@ -172,7 +175,7 @@ class VolterasHook(BaseHook):
     def test_connection(self) -> tuple[bool, str]:
         """Check the credentials with ``/v1/oauth2/test-token`` (the connection form's Test button)."""
         try:
-            access = self._request(p.test_token_request(), p.parse_api_access)
+            access = self._request(connection_test_request(), parse_api_access)
         except VolterasError as err:
             return False, f"Volteras connection failed: {err}"
         except Exception as err:  # noqa: BLE001 - the form shows the cause, whatever it is
@@ -183,10 +186,10 @@ class VolterasHook(BaseHook):
 
     def get_command_execution(self, vehicle_id: str, command_execution_id: str) -> dict[str, Any]:
         """The command execution, as the API returns it (camelCase keys)."""
-        request = p.get_execution_request(vehicle_id, command_execution_id)
+        request = get_execution_request(vehicle_id, command_execution_id)
         return self._request(
             request,
-            lambda resp, req: p.parse_execution(resp, req, vehicle_id=vehicle_id, execution_id=command_execution_id),
+            lambda resp, req: parse_execution(resp, req, vehicle_id=vehicle_id, execution_id=command_execution_id),
         )
 
     def list_command_executions(
@@ -201,15 +204,15 @@ class VolterasHook(BaseHook):
         ``filter`` is the API's JSON listing filter: a ``{field, operator, value}`` term, a list of
         terms, or the JSON text of one. Arguments are checked now; pages are fetched as you iterate.
         """
-        first = p.list_executions_request(vehicle_id, filter=filter, max_page_size=max_page_size)
+        first = list_executions_request(vehicle_id, filter=filter, max_page_size=max_page_size)
 
         def pages() -> Iterator[dict[str, Any]]:
-            request: p.ApiRequest | None = first
+            request: ApiRequest | None = first
             while request is not None:
-                results, token = self._request(request, p.parse_page)
+                results, token = self._request(request, parse_page)
                 yield from results
                 request = (
-                    p.list_executions_request(vehicle_id, filter=filter, max_page_size=max_page_size, page_token=token)
+                    list_executions_request(vehicle_id, filter=filter, max_page_size=max_page_size, page_token=token)
                     if token
                     else None
                 )
@@ -218,16 +221,16 @@ class VolterasHook(BaseHook):
 
     def get_rate_limits(self, vehicle_id: str) -> list[dict[str, Any]]:
         """The vehicle's live rate limits (``remainingRequests``, ``maxRequests``, ``windowSizeSeconds``, ...)."""
-        return self._request(p.rate_limits_request(vehicle_id), p.parse_rate_limits)
+        return self._request(rate_limits_request(vehicle_id), parse_rate_limits)
 
     def find_pending_execution(self, vehicle_id: str, command: str | VehicleCommand) -> dict[str, Any] | None:
         """The newest ``PENDING`` execution of ``command`` on the vehicle, or ``None``."""
         cmd = get_command_spec(command, creatable=False).command.value
         for execution in self.list_command_executions(
-            vehicle_id, filter=p.command_filter(cmd, p.STATUS_PENDING), max_page_size=p.ADOPTION_PAGE_SIZE
+            vehicle_id, filter=command_filter(cmd, STATUS_PENDING), max_page_size=ADOPTION_PAGE_SIZE
         ):
             # The filter narrows the listing; the check below is what decides.
-            if execution.get("command") == cmd and execution.get("status") == p.STATUS_PENDING:
+            if execution.get("command") == cmd and execution.get("status") == STATUS_PENDING:
                 if execution.get("vehicleId", vehicle_id) == vehicle_id and isinstance(execution.get("id"), str):
                     return execution
         return None
@@ -236,9 +239,9 @@ class VolterasHook(BaseHook):
         """Ids of the newest page of executions of ``command`` on the vehicle, newest first."""
         ids: list[str] = []
         listing = self.list_command_executions(
-            vehicle_id, filter=p.command_filter(command), max_page_size=p.ADOPTION_PAGE_SIZE
+            vehicle_id, filter=command_filter(command), max_page_size=ADOPTION_PAGE_SIZE
         )
-        for execution in itertools.islice(listing, p.ADOPTION_PAGE_SIZE):
+        for execution in itertools.islice(listing, ADOPTION_PAGE_SIZE):
             if execution.get("command") == command.value and isinstance(execution.get("id"), str):
                 ids.append(execution["id"])
         return ids
@@ -256,7 +259,7 @@ class VolterasHook(BaseHook):
         ``COMMAND_ALREADY_IN_PROGRESS`` raises ``VolterasCommandInProgressError`` unless it is the echo
         of our own earlier attempt.
         """
-        request = p.create_command_request(vehicle_id, command, arguments)
+        request = create_command_request(vehicle_id, command, arguments)
         cmd = get_command_spec(command).command
         before = set(self._recent_execution_ids(vehicle_id, cmd))
         maybe_sent = False
@@ -281,7 +284,7 @@ class VolterasHook(BaseHook):
                 if maybe_sent and (adopted := adopt()) is not None:
                     return adopted
                 try:
-                    return p.parse_execution(self._call(request), request, vehicle_id=vehicle_id)
+                    return parse_execution(self._call(request), request, vehicle_id=vehicle_id)
                 except VolterasCommandInProgressError:
                     if maybe_sent and (adopted := adopt()) is not None:
                         return adopted
@@ -305,14 +308,14 @@ class VolterasHook(BaseHook):
         command_execution_id: str,
         *,
         deadline: float,
-        poll_interval: float = p.DEFAULT_POLL_INTERVAL,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
     ) -> dict[str, Any] | None:
         """Poll until the execution is ``EXECUTED`` or ``FAILED``; ``None`` if still pending at ``deadline``.
 
         ``deadline`` is an absolute UTC epoch time. Polls start about a second apart and slow down
         up to ``poll_interval`` seconds; polls that get no answer are logged and retried.
         """
-        plan = p.WaitPlan(deadline=deadline, poll_interval=poll_interval)
+        plan = WaitPlan(deadline=deadline, poll_interval=poll_interval)
 
         def poll(pause: float) -> dict[str, Any] | Exception:
             time.sleep(pause)
@@ -321,20 +324,12 @@ class VolterasHook(BaseHook):
             except VolterasError as err:
                 return err
 
-        return drive(p.watch_flow(plan, self.log, f"{vehicle_id}/{command_execution_id}"), poll)
+        return drive(watch_flow(plan, self.log, f"{vehicle_id}/{command_execution_id}"), poll)
 
 
-def _transport_error(request: p.ApiRequest, err: requests.exceptions.RequestException) -> VolterasTransportError:
+def _transport_error(request: ApiRequest, err: requests.exceptions.RequestException) -> VolterasTransportError:
     from urllib3.exceptions import NewConnectionError
 
     reason = getattr(err.args[0], "reason", None) if err.args else None
     never_sent = isinstance(err, requests.exceptions.ConnectTimeout) or isinstance(reason, NewConnectionError)
-    kind = "timed out" if isinstance(err, requests.exceptions.Timeout) else "failed"
-    return VolterasTransportError(
-        f"{request.describe()} {kind}: {type(err).__name__}: {_short(err)}", maybe_sent=not never_sent
-    )
-
-
-def _short(err: Exception) -> str:
-    text = str(err)
-    return text if len(text) <= 300 else text[:300] + "..."
+    return transport_error(request, err, timed_out=isinstance(err, requests.exceptions.Timeout), never_sent=never_sent)

@@ -1,7 +1,7 @@
 """Operators that send a command to a vehicle and report, truthfully, whether it was executed.
 
 ``VolterasCommandOperator`` sends any creatable command; ``ClimateOffOperator`` and the other named
-operators are thin subclasses made from the command catalogue (:mod:`airflow_provider_volteras.commands`).
+operators are thin subclasses made from the command catalogue (:mod:`airflow_provider_volteras.catalogue`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
-from airflow_provider_volteras import _basics as p
+from airflow_provider_volteras._core.basics import (
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_WAIT_TIMEOUT,
+    STATUS_EXECUTED,
+    STATUS_PENDING,
+    validate_id,
+)
 from airflow_provider_volteras._waiting import CommandWaitMixin, seconds
-from airflow_provider_volteras.commands import CommandSpec, VehicleCommand, build_payload, get_command_spec
+from airflow_provider_volteras.catalogue import CommandSpec, VehicleCommand, build_payload, get_command_spec
 from airflow_provider_volteras.exceptions import (
     VolterasCommandInProgressError,
     VolterasError,
@@ -84,8 +90,8 @@ class VolterasCommandOperator(CommandWaitMixin, BaseOperator):
         volteras_conn_id: str = "volteras_default",
         wait_for_completion: bool = True,
         deferrable: bool = True,
-        poll_interval: float | timedelta = p.DEFAULT_POLL_INTERVAL,
-        timeout: float | timedelta = p.DEFAULT_WAIT_TIMEOUT,
+        poll_interval: float | timedelta = DEFAULT_POLL_INTERVAL,
+        timeout: float | timedelta = DEFAULT_WAIT_TIMEOUT,
         if_in_progress: IfInProgress = "wait",
         retryable_reasons: Iterable[str] = (),
         fatal_reasons: Iterable[str] = (),
@@ -107,7 +113,7 @@ class VolterasCommandOperator(CommandWaitMixin, BaseOperator):
         self.fatal_reasons = tuple(fatal_reasons)
         # Refuse what is already wrong at parse time; templated values are checked when the task runs.
         if _is_static(self.vehicle_id):
-            p.validate_id(self.vehicle_id)
+            validate_id(self.vehicle_id)
         if _is_static(self.command):
             get_command_spec(self.command)
             if _is_static(self.command_arguments()):
@@ -126,7 +132,7 @@ class VolterasCommandOperator(CommandWaitMixin, BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         command = str(self.command)
         try:
-            vehicle_id = p.validate_id(self.vehicle_id)
+            vehicle_id = validate_id(self.vehicle_id)
             spec = get_command_spec(command)
             arguments = build_payload(spec.command, self.command_arguments())
         except VolterasInvalidInputError as err:
@@ -170,7 +176,7 @@ class VolterasCommandOperator(CommandWaitMixin, BaseOperator):
         except VolterasError as err:
             raise api_failure(err, vehicle_id=vehicle_id, command=command, execution_id=str(record["id"])) from err
         status = execution.get("status")
-        if status == p.STATUS_PENDING:
+        if status == STATUS_PENDING:
             self.log.info(
                 "Re-attaching to %s execution %s on vehicle %s from an earlier try (still PENDING); "
                 "not sending the command again.",
@@ -179,7 +185,7 @@ class VolterasCommandOperator(CommandWaitMixin, BaseOperator):
                 vehicle_id,
             )
             return execution
-        if status == p.STATUS_EXECUTED:
+        if status == STATUS_EXECUTED:
             self.log.info(
                 "%s execution %s on vehicle %s from an earlier try already EXECUTED; not sending again.",
                 command,

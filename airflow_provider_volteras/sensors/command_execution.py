@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator
 
-from airflow_provider_volteras import _basics as p
+from airflow_provider_volteras._core.basics import DEFAULT_POLL_INTERVAL, DEFAULT_WAIT_TIMEOUT, is_terminal, validate_id
 from airflow_provider_volteras._waiting import CommandWaitMixin, seconds
 from airflow_provider_volteras.exceptions import VolterasError, VolterasInvalidInputError
 from airflow_provider_volteras.failures import api_failure
@@ -48,8 +48,8 @@ class CommandExecutionSensor(CommandWaitMixin, BaseSensorOperator):
         command_execution_id: str,
         volteras_conn_id: str = "volteras_default",
         deferrable: bool = True,
-        poke_interval: float | timedelta = p.DEFAULT_POLL_INTERVAL,
-        timeout: float | timedelta = p.DEFAULT_WAIT_TIMEOUT,
+        poke_interval: float | timedelta = DEFAULT_POLL_INTERVAL,
+        timeout: float | timedelta = DEFAULT_WAIT_TIMEOUT,
         retryable_reasons: Iterable[str] = (),
         fatal_reasons: Iterable[str] = (),
         **kwargs: Any,
@@ -72,8 +72,8 @@ class CommandExecutionSensor(CommandWaitMixin, BaseSensorOperator):
 
     def _execution(self) -> tuple[str, dict[str, Any]]:
         try:
-            vehicle_id = p.validate_id(self.vehicle_id)
-            execution_id = p.validate_id(self.command_execution_id, "command_execution_id")
+            vehicle_id = validate_id(self.vehicle_id)
+            execution_id = validate_id(self.command_execution_id, "command_execution_id")
         except VolterasInvalidInputError as err:
             raise api_failure(err, vehicle_id=str(self.vehicle_id)[:80], command="command") from err
         try:
@@ -89,7 +89,7 @@ class CommandExecutionSensor(CommandWaitMixin, BaseSensorOperator):
     def poke(self, context: Context) -> bool:
         """One check, for callers that drive the sensor themselves; ``execute`` does not use it."""
         vehicle_id, execution = self._execution()
-        if not p.is_terminal(execution):
+        if not is_terminal(execution):
             return False
         self.finish(execution, vehicle_id, str(execution.get("command")))
         return True

@@ -10,7 +10,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_volteras import _protocol as p
+from airflow_provider_volteras._core.basics import DEFAULT_POLL_INTERVAL, STATUS_EXECUTED, validate_id
+from airflow_provider_volteras._core.waiting import WaitPlan, watch_flow
 from airflow_provider_volteras.exceptions import VolterasError, VolterasInvalidInputError
 
 
@@ -67,12 +68,12 @@ class CommandExecutionTrigger(BaseTrigger):
         command_execution_id: str,
         deadline: datetime | str | float,
         volteras_conn_id: str = "volteras_default",
-        poll_interval: float = p.DEFAULT_POLL_INTERVAL,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
         command: str | None = None,
     ) -> None:
         super().__init__()
-        self.vehicle_id = p.validate_id(vehicle_id)
-        self.command_execution_id = p.validate_id(command_execution_id, "command_execution_id")
+        self.vehicle_id = validate_id(vehicle_id)
+        self.command_execution_id = validate_id(command_execution_id, "command_execution_id")
         self.deadline = deadline_to_iso(deadline)
         self.volteras_conn_id = volteras_conn_id
         self.poll_interval = _poll_interval(poll_interval)
@@ -109,10 +110,11 @@ class CommandExecutionTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_provider_volteras._core.wire import adrive
         from airflow_provider_volteras.failures import api_failure
-        from airflow_provider_volteras.triggers._async_client import AsyncVolterasClient, adrive
+        from airflow_provider_volteras.hooks._async import AsyncVolterasClient
 
-        plan = p.WaitPlan(
+        plan = WaitPlan(
             deadline=datetime.fromisoformat(self.deadline).timestamp(), poll_interval=self.poll_interval, jitter=0.1
         )
         plan.poll_now()
@@ -130,7 +132,7 @@ class CommandExecutionTrigger(BaseTrigger):
                         return err
                     return last
 
-                final = await adrive(p.watch_flow(plan, self.log, what), poll)
+                final = await adrive(watch_flow(plan, self.log, what), poll)
         except VolterasError as err:
             failure = api_failure(
                 err,
@@ -142,7 +144,7 @@ class CommandExecutionTrigger(BaseTrigger):
             return
         if final is None:
             yield self._event("timeout", execution=last)
-        elif final["status"] == p.STATUS_EXECUTED:
+        elif final["status"] == STATUS_EXECUTED:
             yield self._event("executed", execution=final)
         else:
             yield self._event("failed", execution=final)

@@ -20,7 +20,19 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from airflow_provider_volteras import _protocol as p
+from airflow_provider_volteras._core.answers import (
+    _CODE_TO_ERROR,
+    error_from_response,
+    parse_api_access,
+    parse_execution,
+    parse_json_answer,
+    parse_page,
+    parse_rate_limits,
+    parse_token,
+    retry_after_seconds,
+)
+from airflow_provider_volteras._core.basics import EXECUTION_STATUSES
+from airflow_provider_volteras._core.wire import ApiRequest, RawResponse
 from airflow_provider_volteras.exceptions import (
     VolterasApiError,
     VolterasError,
@@ -142,7 +154,7 @@ rate_limits = st.lists(
 api_access = shaped({"clientId": text_or_any, "organizationId": text_or_any})
 errors = shaped(
     {
-        "error": st.sampled_from(sorted(p._CODE_TO_ERROR)) | st.text(max_size=12) | odd,
+        "error": st.sampled_from(sorted(_CODE_TO_ERROR)) | st.text(max_size=12) | odd,
         "message": text_or_any,
         "requestId": text_or_any,
         "timestamp": text_or_any,
@@ -204,11 +216,11 @@ headers = st.dictionaries(
 )
 
 
-def responses(bodies: st.SearchStrategy[Any]) -> st.SearchStrategy[p.RawResponse]:
-    return st.builds(p.RawResponse, statuses, headers, encoded(bodies))
+def responses(bodies: st.SearchStrategy[Any]) -> st.SearchStrategy[RawResponse]:
+    return st.builds(RawResponse, statuses, headers, encoded(bodies))
 
 
-REQUEST = p.ApiRequest("GET", f"/v1/vehicles/{VEHICLE}/command-executions/{EXECUTION}")
+REQUEST = ApiRequest("GET", f"/v1/vehicles/{VEHICLE}/command-executions/{EXECUTION}")
 
 
 #: Valid results per target: the success paths must be exercised too (checked by the last test).
@@ -235,17 +247,17 @@ def _documented(call: Callable[[], Any], target: str = "") -> tuple[Any, Voltera
 @given(
     resp=responses(near_valid_executions | executions | json_values), execution_id=st.sampled_from([None, EXECUTION])
 )
-@example(resp=p.RawResponse(200, {}, b"[" * 100_000), execution_id=None)  # RecursionError before the fix
-def test_parse_execution(resp: p.RawResponse, execution_id: str | None) -> None:
+@example(resp=RawResponse(200, {}, b"[" * 100_000), execution_id=None)  # RecursionError before the fix
+def test_parse_execution(resp: RawResponse, execution_id: str | None) -> None:
     result, error = _documented(
-        lambda: p.parse_execution(resp, REQUEST, vehicle_id=VEHICLE, execution_id=execution_id), "execution"
+        lambda: parse_execution(resp, REQUEST, vehicle_id=VEHICLE, execution_id=execution_id), "execution"
     )
     if error is not None:
         return
     assert 200 <= resp.status < 300
     assert isinstance(result, dict)
     assert result["vehicleId"] == VEHICLE
-    assert result["status"] in p.EXECUTION_STATUSES
+    assert result["status"] in EXECUTION_STATUSES
     assert isinstance(result["id"], str) and result["id"]
     assert execution_id is None or result["id"] == execution_id
     assert isinstance(result["command"], str)
@@ -262,9 +274,9 @@ def test_parsed_execution_is_of_the_requested_vehicle(
     body: dict[str, Any], vehicle_id: str, execution_id: str | None
 ) -> None:
     """The property the operators rely on: never another vehicle's (or execution's) answer, never an odd status."""
-    resp = p.RawResponse(200, {"content-type": "application/json"}, json.dumps(body).encode())
+    resp = RawResponse(200, {"content-type": "application/json"}, json.dumps(body).encode())
     result, error = _documented(
-        lambda: p.parse_execution(resp, REQUEST, vehicle_id=vehicle_id, execution_id=execution_id)
+        lambda: parse_execution(resp, REQUEST, vehicle_id=vehicle_id, execution_id=execution_id)
     )
     if error is not None:
         assert isinstance(error, VolterasUnexpectedResponseError)
@@ -278,9 +290,9 @@ def test_parsed_execution_is_of_the_requested_vehicle(
 
 @SETTINGS
 @given(resp=responses(valid_pages | pages | json_values))
-@example(resp=p.RawResponse(200, {}, b'{"results":' * 50_000))  # RecursionError before the fix
-def test_parse_page(resp: p.RawResponse) -> None:
-    result, error = _documented(lambda: p.parse_page(resp, REQUEST), "page")
+@example(resp=RawResponse(200, {}, b'{"results":' * 50_000))  # RecursionError before the fix
+def test_parse_page(resp: RawResponse) -> None:
+    result, error = _documented(lambda: parse_page(resp, REQUEST), "page")
     if error is not None:
         return
     results, token = result
@@ -290,9 +302,9 @@ def test_parse_page(resp: p.RawResponse) -> None:
 
 @SETTINGS
 @given(resp=responses(valid_tokens | tokens | json_values))
-@example(resp=p.RawResponse(200, {}, b'{"access_token":"a","expires_in":1' + b"0" * 400 + b"}"))  # OverflowError
-def test_parse_token(resp: p.RawResponse) -> None:
-    result, error = _documented(lambda: p.parse_token(resp, REQUEST), "token")
+@example(resp=RawResponse(200, {}, b'{"access_token":"a","expires_in":1' + b"0" * 400 + b"}"))  # OverflowError
+def test_parse_token(resp: RawResponse) -> None:
+    result, error = _documented(lambda: parse_token(resp, REQUEST), "token")
     if error is not None:
         return
     access, refresh, expires_in = result
@@ -303,9 +315,9 @@ def test_parse_token(resp: p.RawResponse) -> None:
 
 @SETTINGS
 @given(resp=responses(valid_rate_limits | rate_limits | json_values))
-@example(resp=p.RawResponse(200, {}, b"[" * 100_000))  # RecursionError before the fix
-def test_parse_rate_limits(resp: p.RawResponse) -> None:
-    result, error = _documented(lambda: p.parse_rate_limits(resp, REQUEST), "rate_limits")
+@example(resp=RawResponse(200, {}, b"[" * 100_000))  # RecursionError before the fix
+def test_parse_rate_limits(resp: RawResponse) -> None:
+    result, error = _documented(lambda: parse_rate_limits(resp, REQUEST), "rate_limits")
     if error is not None:
         return
     assert isinstance(result, list) and all(isinstance(r, dict) for r in result)
@@ -313,9 +325,9 @@ def test_parse_rate_limits(resp: p.RawResponse) -> None:
 
 @SETTINGS
 @given(resp=responses(valid_api_access | api_access | json_values))
-@example(resp=p.RawResponse(200, {}, b'{"a":' * 50_000))  # RecursionError before the fix
-def test_parse_api_access(resp: p.RawResponse) -> None:
-    result, error = _documented(lambda: p.parse_api_access(resp, REQUEST), "api_access")
+@example(resp=RawResponse(200, {}, b'{"a":' * 50_000))  # RecursionError before the fix
+def test_parse_api_access(resp: RawResponse) -> None:
+    result, error = _documented(lambda: parse_api_access(resp, REQUEST), "api_access")
     if error is not None:
         return
     assert isinstance(result, dict) and isinstance(result["organizationId"], str)
@@ -323,18 +335,18 @@ def test_parse_api_access(resp: p.RawResponse) -> None:
 
 @SETTINGS
 @given(resp=responses(errors | json_values))
-@example(resp=p.RawResponse(502, {"retry-after": "1e400"}, b'{"detail":' * 50_000))
-def test_error_from_response(resp: p.RawResponse) -> None:
+@example(resp=RawResponse(502, {"retry-after": "1e400"}, b'{"detail":' * 50_000))
+def test_error_from_response(resp: RawResponse) -> None:
     """Always returns (never raises) a typed error; a 429 keeps a usable Retry-After."""
     STATS["hypothesis_examples"] += 1
-    err = p.error_from_response(resp, REQUEST)
+    err = error_from_response(resp, REQUEST)
     assert isinstance(err, VolterasApiError)
     assert err.status_code == resp.status and str(err)
     if isinstance(err, VolterasRateLimitError) and err.retry_after is not None:
         assert math.isfinite(err.retry_after) and err.retry_after >= 0
     if 200 <= resp.status < 300:
         return
-    _, raised = _documented(lambda: p.parse_json_answer(resp, REQUEST))
+    _, raised = _documented(lambda: parse_json_answer(resp, REQUEST))
     assert type(raised) is type(err)
 
 
@@ -342,7 +354,7 @@ def test_error_from_response(resp: p.RawResponse) -> None:
 @given(value=header_values | st.none(), now=st.floats(min_value=0, max_value=4e9))
 def test_retry_after_seconds(value: str | None, now: float) -> None:
     STATS["hypothesis_examples"] += 1
-    seconds = p.retry_after_seconds(value, now=now)
+    seconds = retry_after_seconds(value, now=now)
     assert seconds is None or (math.isfinite(seconds) and seconds >= 0)
 
 

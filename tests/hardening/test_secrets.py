@@ -22,12 +22,13 @@ from urllib.parse import quote
 
 import pytest
 
-from airflow_provider_volteras import _protocol as p
+from airflow_provider_volteras._core.tokens import TOKEN_CACHE
+from airflow_provider_volteras._core.wire import connection_test_request, token_request
 from airflow_provider_volteras.exceptions import VolterasError
+from airflow_provider_volteras.hooks._async import AsyncVolterasClient
 from airflow_provider_volteras.hooks.volteras import VolterasHook
 from airflow_provider_volteras.operators.commands import ClimateOffOperator, VolterasCommandOperator
 from airflow_provider_volteras.sensors.command_execution import CommandExecutionSensor
-from airflow_provider_volteras.triggers._async_client import AsyncVolterasClient
 from airflow_provider_volteras.triggers.command_execution import CommandExecutionTrigger
 
 from ._support import SIM_CLIENT_ID, STATS, install_dag, run_trigger, task_states, use_connection
@@ -179,7 +180,7 @@ def test_no_secret_or_token_leaks(
         "AIRFLOW_CONN_VOLTERAS_DEFAULT",
         _wrong_secret_connection(sim.base_url),
     )
-    p.TOKEN_CACHE.clear()
+    TOKEN_CACHE.clear()
     events = run_trigger(
         CommandExecutionTrigger(
             vehicle_id="sim-ok-canary-3", command_execution_id=execution["id"], deadline=time.time() + 5
@@ -231,9 +232,9 @@ def test_no_secret_or_token_leaks(
         ("repr(VolterasCommandOperator)", VolterasCommandOperator(task_id="x", vehicle_id="v", command="CLIMATE_ON")),
         ("repr(sensor)", CommandExecutionSensor(task_id="s", vehicle_id="v", command_execution_id="e")),
         ("repr(trigger)", trigger),
-        ("repr(token cache)", p.TOKEN_CACHE._tokens),
-        ("repr(token request)", p.token_request(hook.settings, refresh_token=tokens[1])),
-        ("repr(bearer request)", p.test_token_request().with_token(tokens[0])),
+        ("repr(token cache)", TOKEN_CACHE._tokens),
+        ("repr(token request)", token_request(hook.settings, refresh_token=tokens[1])),
+        ("repr(bearer request)", connection_test_request().with_token(tokens[0])),
         ("repr(async client)", AsyncVolterasClient(hook.settings, None, None)),  # type: ignore[arg-type]
     ):
         sweep.text(where, repr(obj))

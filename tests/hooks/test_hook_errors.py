@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_volteras import _protocol as p
+from airflow_provider_volteras._core.answers import parse_execution
+from airflow_provider_volteras._core.wire import ApiRequest
 from airflow_provider_volteras.exceptions import (
     VolterasApiError,
     VolterasAuthenticationError,
@@ -88,14 +89,14 @@ def test_validation_error_fastapi_detail_shape(sim, connect):
     hook's own transport with validation skipped.
     """
     hook = connect()
-    request = p.ApiRequest(
+    request = ApiRequest(
         "POST",
         f"/v1/vehicles/{VEHICLE}/command-execution:set-temperature",
         json_body={"driverTemperature": "warm"},
         creates_command=True,
     )
     with pytest.raises(VolterasValidationError) as info:
-        hook._request(request, lambda resp, req: p.parse_execution(resp, req, vehicle_id=VEHICLE))
+        hook._request(request, lambda resp, req: parse_execution(resp, req, vehicle_id=VEHICLE))
     err = info.value
     entry = last(sim, "create")
     assert (err.code, err.status_code, err.request_id) == ("REQUEST_VALIDATION_ERROR", 422, entry["requestId"])

@@ -9,7 +9,7 @@ import uuid
 import pytest
 from airflow.sdk._shared.secrets_masker import redact
 
-from airflow_provider_volteras import _protocol as p
+from airflow_provider_volteras._core.tokens import TOKEN_CACHE
 from airflow_provider_volteras.exceptions import VolterasError
 
 VEHICLE = "sim-ok-secrets"
@@ -28,7 +28,7 @@ def test_secret_and_tokens_never_leak(sim, connect, caplog, capfd, hook_logs, cl
 
     def note_tokens() -> None:
         tokens.add(hook.get_access_token())
-        refresh = p.TOKEN_CACHE.refresh_token(hook.settings)
+        refresh = TOKEN_CACHE.refresh_token(hook.settings)
         assert refresh
         tokens.add(refresh)
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from airflow_provider_volteras.commands import CATALOGUE, CREATABLE_COMMANDS
+from airflow_provider_volteras.catalogue import CATALOGUE, CREATABLE_COMMANDS
 from airflow_provider_volteras.exceptions import VolterasConfigurationError, VolterasInvalidInputError
 
 BAD_IDS = {

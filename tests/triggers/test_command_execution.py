@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from airflow_provider_volteras.hooks import _async as _async_client
 from airflow_provider_volteras.hooks.volteras import VolterasHook
-from airflow_provider_volteras.triggers import _async_client
 from airflow_provider_volteras.triggers.command_execution import CommandExecutionTrigger
 
 
@@ -108,14 +108,14 @@ async def test_transient_errors_are_survived(sim):
 async def test_concurrent_triggers_share_one_token_and_one_client(sim):
     ids = [create(sim, f"car-{i}", outcome="EXECUTED", delay=0.5) for i in range(50)]
     tokens_before = sim.state.counters()["tokenRequests"]
-    from airflow_provider_volteras import _protocol
+    from airflow_provider_volteras._core import tokens
 
-    _protocol.TOKEN_CACHE.clear()
+    tokens.TOKEN_CACHE.clear()
     clients: set[int] = set()
     original = _async_client.AsyncVolterasClient._send
 
     async def spy(self, request):
-        clients.add(id(self._shared.http))
+        clients.add(id(self._shared.session))
         return await original(self, request)
 
     _async_client.AsyncVolterasClient._send = spy  # type: ignore[method-assign]

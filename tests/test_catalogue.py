@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_volteras.commands import (
+from airflow_provider_volteras.catalogue import (
     CATALOGUE,
     CREATABLE_COMMANDS,
     VehicleCommand,

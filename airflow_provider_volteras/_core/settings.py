@@ -1,0 +1,203 @@
+"""Connection settings: the extras table, their validation, and the base URL rules."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from airflow_provider_volteras.exceptions import (
+    VolterasConfigurationError,
+)
+
+PRODUCTION_URL = "https://api.volteras.com"
+
+# ---------------------------------------------------------------------------------------------
+# Connection settings
+# ---------------------------------------------------------------------------------------------
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _as_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise VolterasConfigurationError(f"Connection extra '{name}' must be true or false, got {value!r}.")
+
+
+def _as_number(name: str, value: Any, *, minimum: float, maximum: float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise VolterasConfigurationError(f"Connection extra '{name}' must be a number, got {value!r}.") from None
+    if isinstance(value, bool) or not math.isfinite(number) or not minimum <= number <= maximum:
+        raise VolterasConfigurationError(
+            f"Connection extra '{name}' must be a number from {minimum:g} to {maximum:g}, got {value!r}."
+        )
+    return number
+
+
+#: Connection extras: name -> (default, minimum, maximum, description). Numbers only.
+NUMERIC_EXTRAS: dict[str, tuple[float, float, float, str]] = {
+    "timeout": (30.0, 0.1, 600.0, "Seconds to wait for each HTTP answer (read timeout)."),
+    "connect_timeout": (10.0, 0.1, 120.0, "Seconds to wait for a TCP/TLS connection."),
+    "max_retries": (5, 0, 20, "Retries of one request on connection errors, timeouts, 5xx and 429."),
+    "retry_max_wait": (60.0, 0.0, 3600.0, "Longest backoff between two retries, in seconds (Retry-After wins)."),
+    "retry_total_seconds": (300.0, 1.0, 7200.0, "Give up retrying one request after this many seconds in all."),
+    "token_refresh_lead": (60.0, 0.0, 3600.0, "Renew the access token this many seconds before it expires."),
+}
+BOOLEAN_EXTRAS: dict[str, tuple[bool, str]] = {
+    "allow_insecure_http": (False, "Allow a plain http:// base URL to a non-loopback host (never for production)."),
+    "verify_ssl": (True, "Verify the server's TLS certificate (use ca_bundle for a private CA instead of false)."),
+}
+_FORM_PREFIX = "extra__volteras__"
+STRING_EXTRAS: dict[str, str] = {
+    "ca_bundle": "Path to a CA bundle file used to verify TLS (for a TLS-inspecting proxy).",
+}
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """What a client needs to talk to one Volteras organization. Built from an Airflow connection."""
+
+    base_url: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    timeout: float = 30.0
+    connect_timeout: float = 10.0
+    max_retries: int = 5
+    retry_max_wait: float = 60.0
+    retry_total_seconds: float = 300.0
+    token_refresh_lead: float = 60.0
+    verify: bool | str = True
+    conn_id: str = "volteras_default"
+
+    @classmethod
+    def from_connection(cls, conn: Any) -> ClientSettings:
+        """Build settings from an Airflow ``Connection`` (login, password, host, extras)."""
+        conn_id = getattr(conn, "conn_id", None) or "volteras_default"
+        client_id = (conn.login or "").strip()
+        client_secret = conn.password or ""
+        if not client_id or not client_secret:
+            raise VolterasConfigurationError(
+                f"Connection '{conn_id}' needs the client id as login and the client secret as password."
+            )
+        try:
+            extra = conn.extra_dejson or {}
+        except Exception:  # noqa: BLE001 - extra that is not JSON
+            raise VolterasConfigurationError(f"Connection '{conn_id}': extra is not valid JSON.") from None
+        # The connection form may store its fields as ``extra__volteras__<name>``; empty ones mean "unset".
+        extra = {
+            (k[len(_FORM_PREFIX) :] if k.startswith(_FORM_PREFIX) else k): v
+            for k, v in extra.items()
+            if v is not None and v != ""
+        }
+        known = set(NUMERIC_EXTRAS) | set(BOOLEAN_EXTRAS) | set(STRING_EXTRAS)
+        unknown = sorted(set(extra) - known)
+        if unknown:
+            raise VolterasConfigurationError(
+                f"Connection '{conn_id}': unknown extra field(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known))}."
+            )
+        numbers = {
+            name: _as_number(name, extra.get(name, default), minimum=lo, maximum=hi)
+            for name, (default, lo, hi, _) in NUMERIC_EXTRAS.items()
+        }
+        flags = {name: _as_bool(name, extra.get(name, default)) for name, (default, _) in BOOLEAN_EXTRAS.items()}
+        verify: bool | str = flags["verify_ssl"]
+        if extra.get("ca_bundle"):
+            verify = str(extra["ca_bundle"])
+        base_url = validate_base_url(_host_to_url(conn), allow_insecure_http=flags["allow_insecure_http"])
+        return cls(
+            base_url=base_url,
+            client_id=client_id,
+            client_secret=client_secret,
+            timeout=numbers["timeout"],
+            connect_timeout=numbers["connect_timeout"],
+            max_retries=int(numbers["max_retries"]),
+            retry_max_wait=numbers["retry_max_wait"],
+            retry_total_seconds=numbers["retry_total_seconds"],
+            token_refresh_lead=numbers["token_refresh_lead"],
+            verify=verify,
+            conn_id=conn_id,
+        )
+
+    @property
+    def cache_key(self) -> str:
+        """Identifies the credentials without holding them: tokens are shared per key."""
+        import hashlib
+
+        digest = hashlib.sha256(f"{self.base_url}\0{self.client_id}\0{self.client_secret}".encode()).hexdigest()
+        return digest[:32]
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self.client_secret,)
+
+
+def missing_connection_message(conn_id: str) -> str:
+    return (
+        f"The Airflow connection '{conn_id}' is not defined. Create it with conn type 'volteras' (login = client "
+        f"id, password = client secret), e.g. the env var AIRFLOW_CONN_{conn_id.upper()}."
+    )
+
+
+def _host_to_url(conn: Any) -> str:
+    host = (conn.host or "").strip()
+    if not host:
+        return PRODUCTION_URL
+    if "://" not in host:
+        scheme = (getattr(conn, "schema", None) or "https").strip() or "https"
+        host = f"{scheme}://{host}"
+    if getattr(conn, "port", None) and urlsplit(host).port is None:
+        host = f"{host.rstrip('/')}:{conn.port}"
+    return host
+
+
+def _is_loopback(hostname: str) -> bool:
+    if hostname == "localhost":
+        return True
+    try:
+        import ipaddress
+
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def validate_base_url(url: str, *, allow_insecure_http: bool = False) -> str:
+    """Return the normalised base URL, refusing anything unsafe or ambiguous."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as err:
+        raise VolterasConfigurationError(f"The API base URL is not a valid URL ({err}).") from None
+    if parts.username or parts.password or "@" in parts.netloc:
+        raise VolterasConfigurationError(
+            "The API base URL must not contain credentials; put the client id in login and the secret in password."
+        )
+    hostname = parts.hostname or ""
+    if not hostname.isascii() or any(c.isspace() or not c.isprintable() for c in hostname):
+        raise VolterasConfigurationError(
+            f"The API base URL's host {hostname[:60]!r} must be plain ASCII without spaces (use the punycode form)."
+        )
+    if parts.scheme not in ("https", "http") or not hostname:
+        raise VolterasConfigurationError(
+            f"The API base URL must look like {PRODUCTION_URL}, got scheme {parts.scheme!r} and host {hostname!r}."
+        )
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise VolterasConfigurationError(
+            "The API base URL must be scheme and host only (e.g. https://api.volteras.com), without a path, "
+            "query or fragment."
+        )
+    if parts.scheme == "http" and not (_is_loopback(hostname) or allow_insecure_http):
+        raise VolterasConfigurationError(
+            f"Refusing plain http:// to {hostname}: credentials would travel unencrypted. Use https://, or set "
+            "the extra allow_insecure_http=true for a host you control (loopback hosts are always allowed)."
+        )
+    host = f"[{hostname}]" if ":" in hostname else hostname
+    return f"{parts.scheme}://{host}" + (f":{port}" if port else "")

@@ -1,0 +1,97 @@
+"""Waiting for a command execution to end: the adaptive poll schedule and the wait flow."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import time
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_provider_volteras._core.basics import (
+    DEFAULT_POLL_INTERVAL,
+    FIRST_POLL_DELAY,
+    POLL_GROWTH,
+    is_terminal,
+)
+from airflow_provider_volteras.exceptions import (
+    TRANSIENT_ERRORS,
+    VolterasUnexpectedResponseError,
+)
+
+# ---------------------------------------------------------------------------------------------
+# Waiting for a command: the adaptive poll schedule
+# ---------------------------------------------------------------------------------------------
+
+
+def poll_delays(poll_interval: float = DEFAULT_POLL_INTERVAL, first: float = FIRST_POLL_DELAY) -> Iterator[float]:
+    """Seconds to sleep before each poll: fast at first, growing by half each time up to ``poll_interval``."""
+    delay = min(first, poll_interval)
+    while True:
+        yield delay
+        delay = min(delay * POLL_GROWTH, poll_interval)
+
+
+@dataclass
+class WaitPlan:
+    """When to poll next, bounded by an absolute deadline (epoch seconds, UTC)."""
+
+    deadline: float
+    poll_interval: float = DEFAULT_POLL_INTERVAL
+    jitter: float = 0.0
+    """Shorten each pause by up to this fraction at random, so many waits started together spread out."""
+    _delays: Iterator[float] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._delays = poll_delays(self.poll_interval)
+
+    def poll_now(self) -> None:
+        """Make the first poll immediate (a wait that resumes, e.g. after a triggerer restart)."""
+        self._delays = itertools.chain([0.0], self._delays)
+
+    def next_sleep(self, now: float | None = None) -> float | None:
+        """Seconds to sleep before the next poll; ``None`` once the deadline has passed."""
+        now = time.time() if now is None else now
+        remaining = self.deadline - now
+        if remaining <= 0:
+            return None
+        pause = next(self._delays)
+        if self.jitter:
+            pause *= 1.0 - random.random() * self.jitter
+        return min(pause, remaining)
+
+    def backoff(self, failures: int) -> float:
+        """Extra pause after ``failures`` polls in a row could not get an answer."""
+        return min(self.poll_interval, 2.0 ** min(failures, 6))
+
+
+#: Poll failures that do not end a wait: the next poll may well get an answer.
+RECOVERABLE_POLL_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, VolterasUnexpectedResponseError)
+
+
+def watch_flow(plan: WaitPlan, log: logging.Logger | Any, what: str) -> Generator[float, Any, dict[str, Any] | None]:
+    """Wait for an execution to end. Yields seconds to pause; expects the next poll's execution or error.
+
+    Returns the terminal execution, or ``None`` when the deadline passes first. Recoverable poll
+    errors (transient or unreadable answers) add a growing backoff and the wait goes on; others
+    (authentication, not found) are raised.
+    """
+    failures = 0
+    while True:
+        pause = plan.next_sleep()
+        if pause is None:
+            return None
+        if failures:
+            pause = min(pause + plan.backoff(failures), max(0.0, plan.deadline - time.time()))
+        outcome = yield pause
+        if isinstance(outcome, BaseException):
+            if not isinstance(outcome, RECOVERABLE_POLL_ERRORS):
+                raise outcome
+            failures += 1
+            log.warning("Polling %s failed (%s); %d failure(s) in a row, polling on", what, outcome, failures)
+            continue
+        failures = 0
+        if is_terminal(outcome):
+            return outcome
