@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from typing import Any
+from typing import Any, cast
 
 from airflow_provider_volteras._core.basics import (
     EXECUTION_STATUSES,
@@ -172,37 +172,56 @@ def parse_json_answer(resp: RawResponse, request: ApiRequest) -> Any:
 
 
 def parse_execution(
-    resp: RawResponse, request: ApiRequest, *, vehicle_id: str, execution_id: str | None = None
+    resp: RawResponse,
+    request: ApiRequest,
+    *,
+    vehicle_id: str,
+    execution_id: str | None = None,
+    command: str | None = None,
 ) -> dict[str, Any]:
-    """A ``VehicleCommandExecution`` of the expected vehicle (and id), with a known status."""
+    """A ``VehicleCommandExecution`` of the expected vehicle (and id and command), with a known status."""
     body = parse_json_answer(resp, request)
-    return check_execution(body, request, resp, vehicle_id=vehicle_id, execution_id=execution_id)
+    return check_execution(body, request, resp, vehicle_id=vehicle_id, execution_id=execution_id, command=command)
+
+
+def execution_problem(
+    body: Any, *, vehicle_id: str, execution_id: str | None = None, command: str | None = None
+) -> str | None:
+    """Why ``body`` is not a readable execution about what was asked (vehicle, id, command); ``None`` if it is."""
+    if not isinstance(body, dict):
+        return f"expected a command execution object, got {type(body).__name__}"
+    status = body.get("status")
+    if not isinstance(status, str) or status not in EXECUTION_STATUSES:  # a list or dict is not even hashable
+        return f"command execution has unknown status {str(status)[:40]!r}"
+    if not isinstance(body.get("id"), str) or not body["id"]:
+        return "command execution has no id"
+    if execution_id is not None and body["id"] != execution_id:
+        return f"asked for execution {execution_id} but got {body['id'][:60]!r}"
+    if body.get("vehicleId") != vehicle_id:
+        return f"execution {body['id']} belongs to vehicle {str(body.get('vehicleId'))[:60]!r}, not {vehicle_id}"
+    if not isinstance(body.get("command"), str):
+        return "command execution has no command"
+    if command is not None and body["command"] != command:
+        return f"execution {body['id']} is a {body['command'][:40]!r} command, not {command}"
+    reason = body.get("failedReason")
+    if reason is not None and not isinstance(reason, str):
+        return "command execution has a failedReason that is not text"
+    return None
 
 
 def check_execution(
-    body: Any, request: ApiRequest, resp: RawResponse, *, vehicle_id: str, execution_id: str | None = None
+    body: Any,
+    request: ApiRequest,
+    resp: RawResponse,
+    *,
+    vehicle_id: str,
+    execution_id: str | None = None,
+    command: str | None = None,
 ) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise _unexpected(request, resp, f"expected a command execution object, got {type(body).__name__}")
-    status = body.get("status")
-    if not isinstance(status, str) or status not in EXECUTION_STATUSES:  # a list or dict is not even hashable
-        raise _unexpected(request, resp, f"command execution has unknown status {str(status)[:40]!r}")
-    if not isinstance(body.get("id"), str) or not body["id"]:
-        raise _unexpected(request, resp, "command execution has no id")
-    if execution_id is not None and body["id"] != execution_id:
-        raise _unexpected(request, resp, f"asked for execution {execution_id} but got {body['id'][:60]!r}")
-    if body.get("vehicleId") != vehicle_id:
-        raise _unexpected(
-            request,
-            resp,
-            f"execution {body['id']} belongs to vehicle {str(body.get('vehicleId'))[:60]!r}, not {vehicle_id}",
-        )
-    if not isinstance(body.get("command"), str):
-        raise _unexpected(request, resp, "command execution has no command")
-    reason = body.get("failedReason")
-    if reason is not None and not isinstance(reason, str):
-        raise _unexpected(request, resp, "command execution has a failedReason that is not text")
-    return body
+    problem = execution_problem(body, vehicle_id=vehicle_id, execution_id=execution_id, command=command)
+    if problem is not None:
+        raise _unexpected(request, resp, problem)
+    return cast(dict[str, Any], body)
 
 
 def parse_page(resp: RawResponse, request: ApiRequest) -> tuple[list[dict[str, Any]], str | None]:

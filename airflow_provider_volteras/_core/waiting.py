@@ -18,6 +18,7 @@ from airflow_provider_volteras._core.basics import (
 )
 from airflow_provider_volteras.exceptions import (
     TRANSIENT_ERRORS,
+    VolterasNotFoundError,
     VolterasUnexpectedResponseError,
 )
 
@@ -67,8 +68,13 @@ class WaitPlan:
         return min(self.poll_interval, 2.0 ** min(failures, 6))
 
 
-#: Poll failures that do not end a wait: the next poll may well get an answer.
-RECOVERABLE_POLL_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, VolterasUnexpectedResponseError)
+#: Poll failures that do not end a wait: the next poll may well get an answer. A 404 is one of them:
+#: the id was issued by the API itself, so "not found" is a read-after-write lag, not a wrong id.
+RECOVERABLE_POLL_ERRORS: tuple[type[BaseException], ...] = (
+    *TRANSIENT_ERRORS,
+    VolterasUnexpectedResponseError,
+    VolterasNotFoundError,
+)
 
 
 def watch_flow(plan: WaitPlan, log: logging.Logger | Any, what: str) -> Generator[float, Any, dict[str, Any] | None]:
