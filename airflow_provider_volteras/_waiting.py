@@ -1,7 +1,7 @@
 """Waiting for a command execution to end, shared by the command operators and the sensor.
 
 Deferrable mode checks the execution once and defers to ``CommandExecutionTrigger``; non-deferrable
-mode polls in the worker with the same schedule (:func:`_protocol.watch_flow`). Both end in
+mode polls in the worker with the same schedule (:func:`_core.waiting.watch_flow`). Both end in
 :meth:`CommandWaitMixin.finish`, so both give the same outcomes.
 """
 
@@ -13,10 +13,11 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from airflow_provider_volteras._core.basics import STATUS_EXECUTED, STATUS_FAILED, is_terminal
+from airflow_provider_volteras._core.events import WaitEvent, failure_from_payload
+from airflow_provider_volteras._core.waiting import RECOVERABLE_POLL_ERRORS
 from airflow_provider_volteras.exceptions import (
     VolterasCommandError,
     VolterasError,
-    VolterasFatalCommandError,
     VolterasRetryableCommandError,
 )
 from airflow_provider_volteras.failures import DelayKind, api_failure, command_failure, pending_at_deadline
@@ -57,12 +58,16 @@ class CommandWaitMixin:
         """Return the execution once ``EXECUTED``; raise the mapped task failure otherwise.
 
         Unless ``checked`` (the execution was just read), its status is read once more before waiting:
-        most commands finish within seconds, and then no deferral is needed.
+        most commands finish within seconds, and then no deferral is needed. The id was issued by the
+        API, so a read that gets no usable answer (a 404 of a read-after-write lag included) only
+        means "not known yet": the wait goes on.
         """
         execution_id = execution["id"]
         if not checked and not is_terminal(execution):
             try:
-                execution = self.hook.get_command_execution(vehicle_id, execution_id)
+                execution = self.hook.get_command_execution(vehicle_id, execution_id, command=command)
+            except RECOVERABLE_POLL_ERRORS as err:
+                self.log.warning("Could not read execution %s yet (%s); waiting for it", execution_id, err)
             except VolterasError as err:
                 raise api_failure(err, vehicle_id=vehicle_id, command=command, execution_id=execution_id) from err
         if is_terminal(execution):
@@ -73,7 +78,7 @@ class CommandWaitMixin:
             from airflow_provider_volteras.triggers.command_execution import CommandExecutionTrigger
 
             self.log.info(
-                "%s execution %s on vehicle %s is PENDING; deferring until %s",
+                "%s execution %s on vehicle %s is not finished; deferring until %s",
                 command,
                 execution_id,
                 vehicle_id,
@@ -91,11 +96,11 @@ class CommandWaitMixin:
                 method_name="execute_complete",
             )
         self.log.info(
-            "%s execution %s on vehicle %s is PENDING; waiting in the worker", command, execution_id, vehicle_id
+            "%s execution %s on vehicle %s is not finished; waiting in the worker", command, execution_id, vehicle_id
         )
         try:
             final = self.hook.wait_for_command_execution(
-                vehicle_id, execution_id, deadline=deadline, poll_interval=self.wait_poll_interval
+                vehicle_id, execution_id, deadline=deadline, poll_interval=self.wait_poll_interval, command=command
             )
         except VolterasError as err:
             raise api_failure(err, vehicle_id=vehicle_id, command=command, execution_id=execution_id) from err
@@ -103,32 +108,37 @@ class CommandWaitMixin:
             raise pending_at_deadline(vehicle_id, command, execution_id, time.time() - started)
         return self.finish(final, vehicle_id, command)
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Resume after the trigger fired. Every event is handled; none falls through to success."""
-        payload = event if isinstance(event, dict) else {}
+    def execute_complete(self, context: Context, event: WaitEvent | None = None) -> dict[str, Any]:
+        """Resume after the trigger fired. Every event is handled; none falls through to success.
+
+        The event must be about what this task waits for (vehicle, execution, command), and so must
+        the execution it carries: anything else is an unexpected answer, never a success.
+        """
+        payload: dict[str, Any] = dict(event) if isinstance(event, dict) else {}
         status = payload.get("status")
         vehicle_id = str(payload.get("vehicle_id") or "?")
         command = str(payload.get("command") or "command")
         execution_id = payload.get("command_execution_id")
-        if status in ("executed", "failed") and isinstance(payload.get("execution"), dict):
-            return self.finish(payload["execution"], vehicle_id, command)
-        if status == "timeout":
-            raise pending_at_deadline(
-                vehicle_id,
-                command,
-                execution_id,
-                self.wait_timeout,
-                status_read=isinstance(payload.get("execution"), dict),
-            )
-        if status == "error":
-            cls = VolterasRetryableCommandError if payload.get("retryable", True) else VolterasFatalCommandError
-            raise cls(
-                str(payload.get("message") or "the trigger reported an error"),
+        execution = payload.get("execution")
+        if status in ("executed", "failed"):
+            problem = self._event_problem(payload, execution)
+            if problem is None:
+                return self.finish(cast(dict[str, Any], execution), vehicle_id, command)
+            raise VolterasRetryableCommandError(
+                f"Volteras command {command} on vehicle {vehicle_id}: the trigger's answer is not about what this "
+                f"task waits for ({problem}); the outcome is unknown. Airflow will retry the task.",
                 vehicle_id=vehicle_id,
                 command=command,
                 execution_id=execution_id,
-                reason=str(payload.get("error_type") or "ERROR"),
-                delay_kind=DelayKind.TRANSIENT.value,
+                reason="UNEXPECTED_ANSWER",
+            )
+        if status == "timeout":
+            raise pending_at_deadline(
+                vehicle_id, command, execution_id, self.wait_timeout, status_read=isinstance(execution, dict)
+            )
+        if status == "error":
+            raise failure_from_payload(
+                payload.get("error"), vehicle_id=vehicle_id, command=command, execution_id=execution_id
             )
         raise VolterasRetryableCommandError(
             f"Volteras command {command} on vehicle {vehicle_id}: the trigger sent an event this provider does not "
@@ -138,6 +148,26 @@ class CommandWaitMixin:
             execution_id=execution_id,
             reason="UNKNOWN_EVENT",
         )
+
+    def _event_problem(self, payload: dict[str, Any], execution: Any) -> str | None:
+        """Why a trigger event's execution is not the one this task waits for; ``None`` when it is."""
+        from airflow_provider_volteras._core.answers import execution_problem
+
+        expected = self.expected_execution()
+        for key, mine in expected.items():
+            if mine is not None and payload.get(key) != mine:
+                return f"event {key} {str(payload.get(key))[:60]!r}, expected {mine!r}"
+        command = payload.get("command")
+        return execution_problem(
+            execution,
+            vehicle_id=str(payload.get("vehicle_id")),
+            execution_id=str(payload.get("command_execution_id")),
+            command=command if isinstance(command, str) else None,
+        )
+
+    def expected_execution(self) -> dict[str, str | None]:
+        """What this task waits for, as event keys (``None`` for what it does not know); see subclasses."""
+        return {}
 
     def finish(self, execution: dict[str, Any], vehicle_id: str, command: str) -> dict[str, Any]:
         status = execution.get("status")
@@ -155,7 +185,6 @@ class CommandWaitMixin:
             error = self.command_failure_of(execution, vehicle_id, command)
             if error.retryable and error.delay_kind == DelayKind.RATE_LIMITED.value:
                 error.rate_limit_window_seconds = self._rate_limit_window(vehicle_id)
-            self.log.error("%s", error)
             raise error
         raise VolterasRetryableCommandError(
             f"Volteras command {command} on vehicle {vehicle_id} (execution {execution.get('id')}) ended the wait "

@@ -55,8 +55,14 @@ class VolterasApiError(VolterasError):
         data: Any = None,
         method: str | None = None,
         path: str | None = None,
+        execution_id: str | None = None,
+        create_applied: bool = False,
     ) -> None:
         self.code = code
+        #: The execution the answer was about, when the API issued one (e.g. an unreadable create answer).
+        self.execution_id = execution_id
+        #: True when this error answered a create that the API probably applied: never send it again.
+        self.create_applied = create_applied
         self.status_code = status_code  # type: ignore[assignment]  # AirflowException's is an HTTPStatus
         self.api_message = message
         self.request_id = request_id

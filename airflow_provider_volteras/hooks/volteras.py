@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cached_property
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import requests
 import tenacity
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
-from airflow_provider_volteras._core.answers import parse_api_access, parse_execution, parse_page, parse_rate_limits
+from airflow_provider_volteras._core.answers import (
+    execution_problem,
+    parse_api_access,
+    parse_execution,
+    parse_json_answer,
+    parse_page,
+    parse_rate_limits,
+)
 from airflow_provider_volteras._core.basics import DEFAULT_POLL_INTERVAL, STATUS_PENDING
+from airflow_provider_volteras._core.intent import arguments_match, describe_arguments, issued_id
 from airflow_provider_volteras._core.retry import retry_kwargs
 from airflow_provider_volteras._core.settings import ClientSettings, missing_connection_message
 from airflow_provider_volteras._core.tokens import TOKEN_CACHE, RenewToken, call_flow, renew_flow
 from airflow_provider_volteras._core.waiting import WaitPlan, watch_flow
 from airflow_provider_volteras._core.wire import (
-    ADOPTION_PAGE_SIZE,
+    MAX_PAGE_SIZE,
     ApiRequest,
     RawResponse,
     command_filter,
@@ -184,12 +191,21 @@ class VolterasHook(BaseHook):
             f"Connected to Volteras organization {access['organizationId']} as client {access.get('clientId', '?')}."
         )
 
-    def get_command_execution(self, vehicle_id: str, command_execution_id: str) -> dict[str, Any]:
-        """The command execution, as the API returns it (camelCase keys)."""
+    def get_command_execution(
+        self, vehicle_id: str, command_execution_id: str, *, command: str | VehicleCommand | None = None
+    ) -> dict[str, Any]:
+        """The command execution, as the API returns it (camelCase keys).
+
+        The answer must be about what was asked: this vehicle, this id and, when ``command`` is given,
+        this command; anything else raises ``VolterasUnexpectedResponseError``.
+        """
         request = get_execution_request(vehicle_id, command_execution_id)
+        expected = get_command_spec(command, creatable=False).command.value if command is not None else None
         return self._request(
             request,
-            lambda resp, req: parse_execution(resp, req, vehicle_id=vehicle_id, execution_id=command_execution_id),
+            lambda resp, req: parse_execution(
+                resp, req, vehicle_id=vehicle_id, execution_id=command_execution_id, command=expected
+            ),
         )
 
     def list_command_executions(
@@ -223,52 +239,79 @@ class VolterasHook(BaseHook):
         """The vehicle's live rate limits (``remainingRequests``, ``maxRequests``, ``windowSizeSeconds``, ...)."""
         return self._request(rate_limits_request(vehicle_id), parse_rate_limits)
 
-    def find_pending_execution(self, vehicle_id: str, command: str | VehicleCommand) -> dict[str, Any] | None:
-        """The newest ``PENDING`` execution of ``command`` on the vehicle, or ``None``."""
-        cmd = get_command_spec(command, creatable=False).command.value
+    def _executions_of(self, vehicle_id: str, command: str, status: str | None = None) -> Iterator[dict[str, Any]]:
+        """Listed executions of ``command`` on the vehicle that read as such; the listing's order is not relied on."""
         for execution in self.list_command_executions(
-            vehicle_id, filter=command_filter(cmd, STATUS_PENDING), max_page_size=ADOPTION_PAGE_SIZE
+            vehicle_id, filter=command_filter(command, status), max_page_size=MAX_PAGE_SIZE
         ):
             # The filter narrows the listing; the check below is what decides.
-            if execution.get("command") == cmd and execution.get("status") == STATUS_PENDING:
-                if execution.get("vehicleId", vehicle_id) == vehicle_id and isinstance(execution.get("id"), str):
-                    return execution
+            if execution_problem(execution, vehicle_id=vehicle_id, command=command) is None:
+                if status is None or execution.get("status") == status:
+                    yield execution
+
+    def find_pending_execution(self, vehicle_id: str, command: str | VehicleCommand) -> dict[str, Any] | None:
+        """The ``PENDING`` execution of ``command`` on the vehicle (the API allows one at a time), or ``None``."""
+        cmd = get_command_spec(command, creatable=False).command.value
+        return next(self._executions_of(vehicle_id, cmd, STATUS_PENDING), None)
+
+    def command_execution_ids(self, vehicle_id: str, command: str | VehicleCommand) -> set[str]:
+        """Ids of every listed execution of ``command`` on the vehicle (noted before a create)."""
+        cmd = get_command_spec(command, creatable=False).command.value
+        return {execution["id"] for execution in self._executions_of(vehicle_id, cmd)}
+
+    def find_new_execution(
+        self,
+        vehicle_id: str,
+        command: str | VehicleCommand,
+        arguments: Mapping[str, Any] | None,
+        seen: Callable[[str], bool],
+    ) -> dict[str, Any] | None:
+        """A listed execution of ``command`` with these ``arguments`` whose id was not ``seen`` before a create."""
+        cmd = get_command_spec(command, creatable=False).command.value
+        for execution in self._executions_of(vehicle_id, cmd):
+            if not seen(execution["id"]) and arguments_match(arguments, execution.get("commandArguments")):
+                return execution
         return None
 
-    def _recent_execution_ids(self, vehicle_id: str, command: VehicleCommand) -> list[str]:
-        """Ids of the newest page of executions of ``command`` on the vehicle, newest first."""
-        ids: list[str] = []
-        listing = self.list_command_executions(
-            vehicle_id, filter=command_filter(command), max_page_size=ADOPTION_PAGE_SIZE
-        )
-        for execution in itertools.islice(listing, ADOPTION_PAGE_SIZE):
-            if execution.get("command") == command.value and isinstance(execution.get("id"), str):
-                ids.append(execution["id"])
-        return ids
-
     def create_command_execution(
-        self, vehicle_id: str, command: str | VehicleCommand, arguments: Mapping[str, Any] | None = None
+        self,
+        vehicle_id: str,
+        command: str | VehicleCommand,
+        arguments: Mapping[str, Any] | None = None,
+        *,
+        before: Iterable[str] | None = None,
+        on_issued: Callable[[str], None] | None = None,
     ) -> dict[str, Any]:
         """Create a command execution (send the command to the vehicle) and return it.
 
-        Arguments are validated before anything is sent. The API has no idempotency key, so before
-        sending, the ids of the command's recent executions on the vehicle are noted. When an attempt
-        fails in a way that may have reached the server (a read timeout, a connection reset, a 5xx,
-        an unreadable 2xx), the execution that appeared since is adopted, whatever its status, and the
-        command is sent again only when none appeared: this method never sends a command twice.
+        Arguments are validated before anything is sent. The API has no idempotency key, so the ids
+        of the command's executions on the vehicle are noted first (or taken from ``before``). When
+        an attempt fails in a way that may have reached the server (a read timeout, a connection
+        reset, a 5xx, an unreadable 2xx), an execution of this command with these arguments that
+        appeared since is adopted, whatever its status, and the command is sent again only when none
+        appeared.
+
+        ``on_issued`` is called with the execution id as soon as the API has issued one, even when
+        the rest of its answer cannot be believed (then ``VolterasUnexpectedResponseError`` is raised
+        with that ``execution_id``): the caller records it and re-attaches, never sending again.
         ``COMMAND_ALREADY_IN_PROGRESS`` raises ``VolterasCommandInProgressError`` unless it is the echo
         of our own earlier attempt.
         """
         request = create_command_request(vehicle_id, command, arguments)
         cmd = get_command_spec(command).command
-        before = set(self._recent_execution_ids(vehicle_id, cmd))
+        payload = request.json_body
+        known = set(before) if before is not None else self.command_execution_ids(vehicle_id, cmd)
         maybe_sent = False
 
+        def issued(execution_id: str) -> None:
+            if on_issued is not None:
+                on_issued(execution_id)
+
         def adopt() -> dict[str, Any] | None:
-            new = [i for i in self._recent_execution_ids(vehicle_id, cmd) if i not in before]
-            if not new:
+            execution = self.find_new_execution(vehicle_id, cmd, payload, known.__contains__)
+            if execution is None:
                 return None
-            execution = self.get_command_execution(vehicle_id, new[0])
+            issued(execution["id"])
             self.log.warning(
                 "An earlier attempt to send %s to vehicle %s got no clear answer but created execution %s (%s); "
                 "adopting it instead of sending the command again.",
@@ -284,7 +327,7 @@ class VolterasHook(BaseHook):
                 if maybe_sent and (adopted := adopt()) is not None:
                     return adopted
                 try:
-                    return parse_execution(self._call(request), request, vehicle_id=vehicle_id)
+                    body = parse_json_answer(self._call(request), request)
                 except VolterasCommandInProgressError:
                     if maybe_sent and (adopted := adopt()) is not None:
                         return adopted
@@ -295,12 +338,47 @@ class VolterasHook(BaseHook):
                 except VolterasServerError:
                     maybe_sent = True
                     raise
-                except VolterasUnexpectedResponseError:
-                    # A 2xx we could not read may still have created the command.
+                except VolterasUnexpectedResponseError as err:
+                    # A 2xx that is not JSON: the command was applied, but its id is unknown.
                     if (adopted := adopt()) is not None:
                         return adopted
+                    err.create_applied = True
                     raise
+                return self._created(body, request, vehicle_id, cmd.value, issued, adopt)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _created(
+        self,
+        body: Any,
+        request: ApiRequest,
+        vehicle_id: str,
+        command: str,
+        issued: Callable[[str], None],
+        adopt: Callable[[], dict[str, Any] | None],
+    ) -> dict[str, Any]:
+        """The execution a 2xx create answer describes; its id is handed to ``issued`` before any check can fail."""
+        payload = request.json_body
+        execution_id = issued_id(body.get("id")) if isinstance(body, dict) else None
+        if execution_id is not None:
+            issued(execution_id)
+        problem = execution_problem(body, vehicle_id=vehicle_id, command=command)
+        if problem is None and "commandArguments" in body and not arguments_match(payload, body["commandArguments"]):
+            problem = (
+                f"execution {execution_id} has arguments ({describe_arguments(body['commandArguments'])}), "
+                f"not the ones sent ({describe_arguments(payload)})"
+            )
+        if problem is None:
+            return cast(dict[str, Any], body)
+        if execution_id is None and (adopted := adopt()) is not None:
+            return adopted
+        raise VolterasUnexpectedResponseError(
+            f"the create answer cannot be believed ({problem}); the command was probably applied, so it is not "
+            "sent again",
+            method=request.method,
+            path=request.path,
+            execution_id=execution_id,
+            create_applied=True,
+        )
 
     def wait_for_command_execution(
         self,
@@ -309,6 +387,7 @@ class VolterasHook(BaseHook):
         *,
         deadline: float,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
+        command: str | VehicleCommand | None = None,
     ) -> dict[str, Any] | None:
         """Poll until the execution is ``EXECUTED`` or ``FAILED``; ``None`` if still pending at ``deadline``.
 
@@ -320,7 +399,7 @@ class VolterasHook(BaseHook):
         def poll(pause: float) -> dict[str, Any] | Exception:
             time.sleep(pause)
             try:
-                return self.get_command_execution(vehicle_id, command_execution_id)
+                return self.get_command_execution(vehicle_id, command_execution_id, command=command)
             except VolterasError as err:
                 return err
 
