@@ -193,9 +193,14 @@ class AsyncVolterasClient:
 
     # -- API ----------------------------------------------------------------------------------
 
-    async def get_command_execution(self, vehicle_id: str, command_execution_id: str) -> dict[str, Any]:
+    async def get_command_execution(
+        self, vehicle_id: str, command_execution_id: str, *, command: str | None = None
+    ) -> dict[str, Any]:
+        """The execution, believed only when it is about this vehicle, id and (when given) command."""
         request = get_execution_request(vehicle_id, command_execution_id)
         return await self._request(
             request,
-            lambda resp, req: parse_execution(resp, req, vehicle_id=vehicle_id, execution_id=command_execution_id),
+            lambda resp, req: parse_execution(
+                resp, req, vehicle_id=vehicle_id, execution_id=command_execution_id, command=command
+            ),
         )

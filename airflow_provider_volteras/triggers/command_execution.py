@@ -6,11 +6,18 @@ import asyncio
 import math
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_volteras._core.basics import DEFAULT_POLL_INTERVAL, STATUS_EXECUTED, validate_id
+from airflow_provider_volteras._core.events import (
+    CommandExecution,
+    WaitError,
+    WaitEvent,
+    WaitStatus,
+    error_payload,
+)
 from airflow_provider_volteras._core.waiting import WaitPlan, watch_flow
 from airflow_provider_volteras.exceptions import VolterasError, VolterasInvalidInputError
 
@@ -56,9 +63,11 @@ class CommandExecutionTrigger(BaseTrigger):
     * ``{"status": "executed", "execution": {...}}``
     * ``{"status": "failed", "execution": {...}}``
     * ``{"status": "timeout", "execution": {... last seen, or None}}``
-    * ``{"status": "error", "error_type": ..., "message": ..., "retryable": bool}``
+    * ``{"status": "error", "error": {"message", "reason", "delay_kind", "retryable"}}``
 
-    Every event also carries ``vehicle_id``, ``command_execution_id`` and ``command``.
+    Every event also carries ``vehicle_id``, ``command_execution_id`` and ``command``; the payload is a
+    :class:`~airflow_provider_volteras._core.events.WaitEvent`. An ``error`` carries the task failure
+    as data, and the task rebuilds the very same failure from it.
     """
 
     def __init__(
@@ -98,16 +107,19 @@ class CommandExecutionTrigger(BaseTrigger):
             f"command_execution_id={self.command_execution_id!r} deadline={self.deadline}>"
         )
 
-    def _event(self, status: str, **payload: Any) -> TriggerEvent:
-        return TriggerEvent(
-            {
-                "status": status,
-                "vehicle_id": self.vehicle_id,
-                "command_execution_id": self.command_execution_id,
-                "command": self.command,
-                **payload,
-            }
-        )
+    def _event(
+        self, status: WaitStatus, *, execution: dict[str, Any] | None = None, error: WaitError | None = None
+    ) -> TriggerEvent:
+        payload: WaitEvent = {
+            "status": status,
+            "vehicle_id": self.vehicle_id,
+            "command_execution_id": self.command_execution_id,
+            "command": self.command,
+            "execution": cast(CommandExecution | None, execution),
+        }
+        if error is not None:
+            payload["error"] = error
+        return TriggerEvent(dict(payload))
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow_provider_volteras._core.wire import adrive
@@ -127,7 +139,9 @@ class CommandExecutionTrigger(BaseTrigger):
                     nonlocal last
                     await asyncio.sleep(pause)
                     try:
-                        last = await client.get_command_execution(self.vehicle_id, self.command_execution_id)
+                        last = await client.get_command_execution(
+                            self.vehicle_id, self.command_execution_id, command=self.command
+                        )
                     except VolterasError as err:
                         return err
                     return last
@@ -140,7 +154,7 @@ class CommandExecutionTrigger(BaseTrigger):
                 command=self.command or "command",
                 execution_id=self.command_execution_id,
             )
-            yield self._event("error", error_type=type(err).__name__, message=str(failure), retryable=failure.retryable)
+            yield self._event("error", error=error_payload(failure))
             return
         if final is None:
             yield self._event("timeout", execution=last)
