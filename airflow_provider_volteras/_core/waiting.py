@@ -68,23 +68,26 @@ class WaitPlan:
         return min(self.poll_interval, 2.0 ** min(failures, 6))
 
 
-#: Poll failures that do not end a wait: the next poll may well get an answer. A 404 is one of them:
-#: the id was issued by the API itself, so "not found" is a read-after-write lag, not a wrong id.
+#: Poll failures that do not end a wait: the next poll may well get an answer. A 404 is one of them
+#: for a while: the id was issued by the API itself, so "not found" first means a read-after-write lag.
 RECOVERABLE_POLL_ERRORS: tuple[type[BaseException], ...] = (
     *TRANSIENT_ERRORS,
     VolterasUnexpectedResponseError,
     VolterasNotFoundError,
 )
+#: Seconds of 404s, with no readable answer in between, after which "not found" is believed.
+NOT_FOUND_GRACE = 60.0
 
 
 def watch_flow(plan: WaitPlan, log: logging.Logger | Any, what: str) -> Generator[float, Any, dict[str, Any] | None]:
     """Wait for an execution to end. Yields seconds to pause; expects the next poll's execution or error.
 
     Returns the terminal execution, or ``None`` when the deadline passes first. Recoverable poll
-    errors (transient or unreadable answers) add a growing backoff and the wait goes on; others
-    (authentication, not found) are raised.
+    errors (transient or unreadable answers, and 404s for up to ``NOT_FOUND_GRACE`` seconds in a
+    row) add a growing backoff and the wait goes on; others (authentication, a lasting 404) are raised.
     """
     failures = 0
+    not_found_since: float | None = None
     while True:
         pause = plan.next_sleep()
         if pause is None:
@@ -95,9 +98,16 @@ def watch_flow(plan: WaitPlan, log: logging.Logger | Any, what: str) -> Generato
         if isinstance(outcome, BaseException):
             if not isinstance(outcome, RECOVERABLE_POLL_ERRORS):
                 raise outcome
+            if isinstance(outcome, VolterasNotFoundError):
+                not_found_since = time.time() if not_found_since is None else not_found_since
+                if time.time() - not_found_since >= NOT_FOUND_GRACE:
+                    raise outcome
+            else:
+                not_found_since = None
             failures += 1
             log.warning("Polling %s failed (%s); %d failure(s) in a row, polling on", what, outcome, failures)
             continue
         failures = 0
+        not_found_since = None
         if is_terminal(outcome):
             return outcome
