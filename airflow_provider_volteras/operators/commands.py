@@ -21,6 +21,14 @@ from airflow_provider_volteras._core.basics import (
     STATUS_PENDING,
     validate_id,
 )
+from airflow_provider_volteras._core.intent import (
+    STATE_KEY,
+    arguments_match,
+    created_record,
+    describe_arguments,
+    id_digest,
+    in_flight_record,
+)
 from airflow_provider_volteras._waiting import CommandWaitMixin, seconds
 from airflow_provider_volteras.catalogue import CommandSpec, VehicleCommand, build_payload, get_command_spec
 from airflow_provider_volteras.exceptions import (
@@ -30,8 +38,9 @@ from airflow_provider_volteras.exceptions import (
     VolterasInvalidInputError,
     VolterasNotFoundError,
     VolterasRetryableCommandError,
+    VolterasUnexpectedResponseError,
 )
-from airflow_provider_volteras.failures import api_failure
+from airflow_provider_volteras.failures import DelayKind, api_failure
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -39,8 +48,6 @@ if TYPE_CHECKING:
     from airflow_provider_volteras.hooks.volteras import VolterasHook
 
 IfInProgress = Literal["wait", "fail", "skip"]
-STATE_KEY = "volteras_command_execution"
-"""Key of the task state store entry that remembers the execution a task created (do not rename)."""
 
 
 def _is_static(value: Any) -> bool:
@@ -129,6 +136,9 @@ class VolterasCommandOperator(CommandWaitMixin, BaseOperator):
 
         return VolterasHook(volteras_conn_id=self.volteras_conn_id)
 
+    def expected_execution(self) -> dict[str, str | None]:
+        return {"vehicle_id": str(self.vehicle_id), "command": str(self.command).upper()}
+
     def execute(self, context: Context) -> dict[str, Any]:
         command = str(self.command)
         try:
@@ -138,25 +148,25 @@ class VolterasCommandOperator(CommandWaitMixin, BaseOperator):
         except VolterasInvalidInputError as err:
             raise api_failure(err, vehicle_id=str(self.vehicle_id)[:80], command=command[:80]) from err
         command = spec.command.value
-        store = context.get("task_state_store")
-        execution = self._resume(store, vehicle_id, spec)
+        store = _Store(context.get("task_state_store"), self.log, vehicle_id, command)
+        execution = self._resume(store, vehicle_id, spec, arguments)
         resumed = execution is not None
         if execution is None:
-            execution = self._create(vehicle_id, spec, arguments)
-            if store is not None:
-                store.set(STATE_KEY, {"id": execution["id"], "vehicle_id": vehicle_id, "command": command})
-            else:
-                self.log.warning("No task state store in the context: a retry cannot re-attach to this execution.")
+            execution = self._create(store, vehicle_id, spec, arguments)
         # ``op.output["id"]`` in a DAG reads this key: it feeds CommandExecutionSensor.
         context["ti"].xcom_push(key="id", value=execution["id"])
         if not self.wait_for_completion:
             return execution
         return self.wait_for(context, execution, vehicle_id, command, checked=resumed)
 
-    def _resume(self, store: Any, vehicle_id: str, spec: CommandSpec) -> dict[str, Any] | None:
-        """The execution an earlier try of this task created, if it is still worth following."""
-        record = store.get(STATE_KEY) if store is not None else None
-        if not isinstance(record, dict) or not record.get("id"):
+    # -- re-attaching to what an earlier try sent -------------------------------------------------
+
+    def _resume(
+        self, store: _Store, vehicle_id: str, spec: CommandSpec, arguments: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """The execution an earlier try of this task created, if it is still this try's intent and worth following."""
+        record = store.get()
+        if record is None:
             return None
         command = spec.command.value
         if record.get("vehicle_id") != vehicle_id or record.get("command") != command:
@@ -168,13 +178,103 @@ class VolterasCommandOperator(CommandWaitMixin, BaseOperator):
                 vehicle_id,
             )
             return None
-        try:
-            execution = self.hook.get_command_execution(vehicle_id, str(record["id"]))
-        except VolterasNotFoundError:
-            self.log.warning("Execution %s from an earlier try no longer exists; sending a new command.", record["id"])
+        if not arguments_match(arguments, record.get("arguments")):
+            self.log.info(
+                "An earlier try sent %s with %s; this try asks for %s, so it does not re-attach to that execution.",
+                command,
+                describe_arguments(record.get("arguments")),
+                describe_arguments(arguments),
+            )
             return None
+        if isinstance(record.get("in_flight"), dict) and not record.get("id"):
+            execution = self._adopt_in_flight(store, record, vehicle_id, command, arguments)
+            if execution is None:
+                return None
+        else:
+            execution = self._read_recorded(str(record.get("id")), vehicle_id, command, arguments)
+            if execution is None:
+                return None
+            if execution.get("commandArguments") is not None and not arguments_match(
+                arguments, execution["commandArguments"]
+            ):
+                self.log.info(
+                    "Execution %s from an earlier try has %s, not %s; not re-attaching to it.",
+                    execution["id"],
+                    describe_arguments(execution["commandArguments"]),
+                    describe_arguments(arguments),
+                )
+                return None
+        return self._follow_earlier(execution, vehicle_id, command)
+
+    def _read_recorded(
+        self, execution_id: str, vehicle_id: str, command: str, arguments: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """Read the recorded execution. A 404 for an id the API issued is confirmed through the listing
+        before anything is sent again (a read-after-write lag or a passing glitch must not duplicate)."""
+        try:
+            return self.hook.get_command_execution(vehicle_id, execution_id, command=command)
+        except VolterasNotFoundError:
+            pass
         except VolterasError as err:
-            raise api_failure(err, vehicle_id=vehicle_id, command=command, execution_id=str(record["id"])) from err
+            raise api_failure(err, vehicle_id=vehicle_id, command=command, execution_id=execution_id) from err
+        try:
+            listed = self.hook.find_new_execution(vehicle_id, command, arguments, lambda i: i != execution_id)
+        except VolterasError as err:
+            raise api_failure(err, vehicle_id=vehicle_id, command=command, execution_id=execution_id) from err
+        if listed is not None:
+            self.log.warning(
+                "Execution %s from an earlier try answered 404 but is listed (%s); re-attaching to it.",
+                execution_id,
+                listed.get("status"),
+            )
+            return listed
+        self.log.warning(
+            "Execution %s from an earlier try is neither readable (404) nor listed; sending a new command.",
+            execution_id,
+        )
+        return None
+
+    def _adopt_in_flight(
+        self, store: _Store, record: dict[str, Any], vehicle_id: str, command: str, arguments: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """An earlier try started a create and never learnt its outcome: adopt what appeared since, if anything."""
+        flight = record["in_flight"]
+        before = set(flight.get("before") or ())
+        try:
+            found = self.hook.find_new_execution(
+                vehicle_id, command, arguments, lambda execution_id: id_digest(execution_id) in before
+            )
+        except VolterasError as err:
+            raise api_failure(err, vehicle_id=vehicle_id, command=command) from err
+        if found is not None:
+            self.log.warning(
+                "An earlier try's create of %s on vehicle %s got no answer, but execution %s (%s) appeared since; "
+                "adopting it instead of sending the command again.",
+                command,
+                vehicle_id,
+                found["id"],
+                found["status"],
+            )
+            store.record_created(found["id"], arguments)
+            return found
+        if flight.get("applied"):
+            raise VolterasRetryableCommandError(
+                f"Volteras command {command} on vehicle {vehicle_id}: an earlier try's create was answered with "
+                "success, but the answer could not be read and the execution is not listed yet. Not sending it "
+                "again; Airflow will retry the task and look for it again. To send a new command instead, delete "
+                f"this task instance's state-store key '{STATE_KEY}' and clear the task.",
+                vehicle_id=vehicle_id,
+                command=command,
+                reason="CREATE_OUTCOME_UNKNOWN",
+            )
+        self.log.warning(
+            "An earlier try's create of %s on vehicle %s got no answer and nothing appeared since; sending it.",
+            command,
+            vehicle_id,
+        )
+        return None
+
+    def _follow_earlier(self, execution: dict[str, Any], vehicle_id: str, command: str) -> dict[str, Any] | None:
         status = execution.get("status")
         if status == STATUS_PENDING:
             self.log.info(
@@ -213,12 +313,50 @@ class VolterasCommandOperator(CommandWaitMixin, BaseOperator):
             reason=error.reason,
         )
 
-    def _create(self, vehicle_id: str, spec: CommandSpec, arguments: dict[str, Any] | None) -> dict[str, Any]:
+    # -- sending ----------------------------------------------------------------------------------
+
+    def _create(
+        self, store: _Store, vehicle_id: str, spec: CommandSpec, arguments: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """Send the command. "Create in flight" is recorded before the POST and the id as soon as it is
+        issued, so whatever stops this try (a timeout, a killed worker, an unreadable answer), the next
+        try adopts or re-attaches instead of sending again."""
         command = spec.command.value
         try:
-            execution = self.hook.create_command_execution(vehicle_id, spec.command, arguments)
+            before = self.hook.command_execution_ids(vehicle_id, spec.command)
+        except VolterasError as err:
+            raise api_failure(err, vehicle_id=vehicle_id, command=command) from err
+        store.record_in_flight(arguments, before)
+        try:
+            execution = self.hook.create_command_execution(
+                vehicle_id,
+                spec.command,
+                arguments,
+                before=before,
+                on_issued=lambda execution_id: store.record_created(execution_id, arguments),
+            )
         except VolterasCommandInProgressError as err:
-            return self._in_progress(err, vehicle_id, spec)
+            try:
+                pending = self._in_progress(err, vehicle_id, spec, arguments)
+            except BaseException:
+                store.forget_in_flight()
+                raise
+            store.record_created(pending["id"], arguments)
+            return pending
+        except VolterasUnexpectedResponseError as err:
+            if err.execution_id is not None:
+                # The API issued an id but the rest of its answer cannot be believed: follow the id.
+                self.log.warning(
+                    "The answer to %s on vehicle %s cannot be believed (%s); following execution %s.",
+                    command,
+                    vehicle_id,
+                    err.api_message,
+                    err.execution_id,
+                )
+                return {"id": err.execution_id, "vehicleId": vehicle_id, "command": command, "status": None}
+            if err.create_applied:
+                store.mark_applied()
+            raise api_failure(err, vehicle_id=vehicle_id, command=command) from err
         except VolterasError as err:
             raise api_failure(err, vehicle_id=vehicle_id, command=command) from err
         self.log.info(
@@ -226,7 +364,13 @@ class VolterasCommandOperator(CommandWaitMixin, BaseOperator):
         )
         return execution
 
-    def _in_progress(self, err: VolterasCommandInProgressError, vehicle_id: str, spec: CommandSpec) -> dict[str, Any]:
+    def _in_progress(
+        self,
+        err: VolterasCommandInProgressError,
+        vehicle_id: str,
+        spec: CommandSpec,
+        arguments: dict[str, Any] | None,
+    ) -> dict[str, Any]:
         command = spec.command.value
         what = f"A {command} command is already pending on vehicle {vehicle_id} (requestId {err.request_id})"
         if self.if_in_progress == "fail":
@@ -250,10 +394,108 @@ class VolterasCommandOperator(CommandWaitMixin, BaseOperator):
                 command=command,
                 reason="COMMAND_ALREADY_IN_PROGRESS",
             )
+        if not arguments_match(arguments, pending.get("commandArguments")):
+            raise VolterasRetryableCommandError(
+                f"{what}: execution {pending['id']} with {describe_arguments(pending.get('commandArguments'))}, "
+                f"but this task asks for {describe_arguments(arguments)}. It is not adopted. Airflow will retry "
+                "the task; the platform ends a pending command within 5 minutes.",
+                vehicle_id=vehicle_id,
+                command=command,
+                execution_id=pending["id"],
+                reason="COMMAND_ALREADY_IN_PROGRESS",
+                delay_kind=DelayKind.VEHICLE_BUSY.value,
+            )
         self.log.warning(
-            "%s: adopting execution %s and waiting for it instead of sending another.", what, pending["id"]
+            "%s: execution %s has the same arguments; adopting it and waiting for it instead of sending another.",
+            what,
+            pending["id"],
         )
         return pending
+
+
+class _Store:
+    """The task state store entry of one command task, with its failures handled explicitly.
+
+    Without a state store (or when it cannot be read) a retry cannot re-attach: that is logged. A
+    failure to record "create in flight" stops the create (sending without a record could duplicate
+    the command on the next try); a failure to record the issued id is logged, as the in-flight
+    record still lets the next try adopt it.
+    """
+
+    def __init__(self, store: Any, log: Any, vehicle_id: str, command: str) -> None:
+        self.store = store
+        self.log = log
+        self.vehicle_id = vehicle_id
+        self.command = command
+        self._in_flight: dict[str, Any] | None = None
+        if store is None:
+            log.warning("No task state store in the context: a retry cannot re-attach to this task's command.")
+
+    def get(self) -> dict[str, Any] | None:
+        if self.store is None:
+            return None
+        try:
+            record = self.store.get(STATE_KEY)
+        except Exception as err:
+            raise VolterasRetryableCommandError(
+                f"Volteras command {self.command} on vehicle {self.vehicle_id}: the task state store could not be "
+                f"read ({type(err).__name__}: {str(err)[:200]}), so this task cannot tell whether an earlier try "
+                "already sent the command. Nothing was sent. Airflow will retry the task.",
+                vehicle_id=self.vehicle_id,
+                command=self.command,
+                reason="STATE_STORE_ERROR",
+            ) from err
+        return record if isinstance(record, dict) else None
+
+    def _set(self, value: dict[str, Any]) -> None:
+        self.store.set(STATE_KEY, value)
+
+    def record_in_flight(self, arguments: dict[str, Any] | None, before: set[str]) -> None:
+        if self.store is None:
+            return
+        self._in_flight = in_flight_record(self.vehicle_id, self.command, arguments, before)
+        try:
+            self._set(self._in_flight)
+        except Exception as err:
+            raise VolterasRetryableCommandError(
+                f"Volteras command {self.command} on vehicle {self.vehicle_id} was NOT sent: the task state store "
+                f"could not record it ({type(err).__name__}: {str(err)[:200]}), and sending without a record could "
+                "send it twice on a retry. Airflow will retry the task.",
+                vehicle_id=self.vehicle_id,
+                command=self.command,
+                reason="STATE_STORE_ERROR",
+            ) from err
+
+    def mark_applied(self) -> None:
+        if self.store is None or self._in_flight is None:
+            return
+        self._in_flight["in_flight"]["applied"] = True
+        self._try_set(self._in_flight, "the create's unreadable success")
+
+    def forget_in_flight(self) -> None:
+        if self.store is None:
+            return
+        try:
+            self.store.delete(STATE_KEY)
+        except Exception as err:  # noqa: BLE001 - a stale in-flight record only costs a listing on a retry
+            self.log.warning("Could not clear the task state store entry %s: %s", STATE_KEY, err)
+
+    def record_created(self, execution_id: str, arguments: dict[str, Any] | None) -> None:
+        if self.store is None:
+            return
+        self._try_set(created_record(execution_id, self.vehicle_id, self.command, arguments), "execution id")
+
+    def _try_set(self, value: dict[str, Any], what: str) -> None:
+        try:
+            self._set(value)
+        except Exception as err:  # noqa: BLE001 - the in-flight record still lets a retry adopt
+            self.log.warning(
+                "Could not record the %s in the task state store (%s: %s); a retry will look the execution up "
+                "through the listing instead.",
+                what,
+                type(err).__name__,
+                str(err)[:200],
+            )
 
 
 class _CatalogueOperator(VolterasCommandOperator):

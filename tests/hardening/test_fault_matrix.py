@@ -397,8 +397,8 @@ def test_hook_fault(sim: Any, monkeypatch: pytest.MonkeyPatch, case: Case) -> No
         _check_message(case, str(failure))
 
 
-def _operator() -> VolterasCommandOperator:
-    return VolterasCommandOperator(task_id="t", vehicle_id="sim-ok", command="CLIMATE_OFF", timeout=20)
+def _operator(vehicle_id: str) -> VolterasCommandOperator:
+    return VolterasCommandOperator(task_id="t", vehicle_id=vehicle_id, command="CLIMATE_OFF", timeout=20)
 
 
 @pytest.mark.parametrize("case", _params("trigger"))
@@ -437,20 +437,23 @@ async def test_trigger_fault(sim: Any, monkeypatch: pytest.MonkeyPatch, case: Ca
         # No poll got an answer: the task must not claim the command is still pending, only that its
         # outcome is unknown.
         with pytest.raises(VolterasRetryableCommandError, match="could not be read during the wait") as info:
-            _operator().execute_complete({}, payload)
+            _operator(vehicle_id).execute_complete({}, payload)
         assert "still PENDING" not in str(info.value) and info.value.reason == "STATUS_UNKNOWN_AT_DEADLINE"
         return
     if outcome == "error":
         assert payload["status"] == "error", payload
-        assert payload["error_type"] == case.error.__name__
-        assert payload["retryable"] is case.retryable
-        _check_message(case, payload["message"])
+        error = payload["error"]
+        assert error["retryable"] is case.retryable
+        _check_message(case, error["message"])
         expected: type[VolterasCommandError] = (
             VolterasRetryableCommandError if case.retryable else VolterasFatalCommandError
         )
         with pytest.raises(VolterasCommandError) as info:
-            _operator().execute_complete({}, payload)
+            _operator(vehicle_id).execute_complete({}, payload)
+        # The task fails exactly as the trigger's failure says: same class, reason and delay kind.
         assert type(info.value) is expected
+        assert info.value.reason == error["reason"] and info.value.delay_kind == error["delay_kind"]
+        assert str(info.value) == error["message"]
         return
     assert payload["status"] == outcome, payload
     final = payload["execution"]
@@ -458,10 +461,10 @@ async def test_trigger_fault(sim: Any, monkeypatch: pytest.MonkeyPatch, case: Ca
     for key, value in case.final_has:
         assert final.get(key) == value, final
     if outcome == "executed":
-        assert _operator().execute_complete({}, payload) == final
+        assert _operator(vehicle_id).execute_complete({}, payload) == final
     else:
         with pytest.raises(VolterasCommandError) as info:
-            _operator().execute_complete({}, payload)
+            _operator(vehicle_id).execute_complete({}, payload)
         assert info.value.retryable is case.retryable
         _check_message(case, str(info.value))
 

@@ -418,8 +418,8 @@ def _connection_surfaces() -> dict[str, Callable[[], Any]]:
     def trigger() -> Any:
         (event,) = run_trigger(CommandExecutionTrigger(vehicle_id=OK, command_execution_id="e1", deadline=1e10))
         payload = event.payload
-        assert payload["status"] == "error" and payload["retryable"] is False, payload
-        assert payload["error_type"] == "VolterasConfigurationError"
+        assert payload["status"] == "error" and payload["error"]["retryable"] is False, payload
+        assert payload["error"]["reason"] == "VolterasConfigurationError"
 
     def test_connection() -> Any:
         ok, message = VolterasHook().test_connection()

@@ -186,7 +186,7 @@ def test_no_secret_or_token_leaks(
             vehicle_id="sim-ok-canary-3", command_execution_id=execution["id"], deadline=time.time() + 5
         )
     )
-    assert events[0].payload["status"] == "error" and not events[0].payload["retryable"]
+    assert events[0].payload["status"] == "error" and not events[0].payload["error"]["retryable"]
     with pytest.raises(VolterasError) as info:
         VolterasHook().get_access_token()
     errors.append(("hook wrong secret", info.value))

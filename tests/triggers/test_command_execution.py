@@ -88,12 +88,16 @@ async def test_resumed_trigger_keeps_the_original_deadline(sim):
     assert time.monotonic() - started < 1.4
 
 
-async def test_unknown_vehicle_gives_a_fatal_error_event(sim):
-    payload = await first_event(make("sim-missing-9", "exec-9"))
+async def test_a_lasting_404_gives_a_fatal_error_event(sim, monkeypatch):
+    """A 404 is a read-after-write lag at first; once it lasts past the grace it is believed."""
+    from airflow_provider_volteras._core import waiting
+
+    monkeypatch.setattr(waiting, "NOT_FOUND_GRACE", 1.0)
+    payload = await first_event(make("sim-missing-9", "exec-9", seconds=20))
     assert payload["status"] == "error"
-    assert payload["retryable"] is False
-    assert payload["error_type"] == "VolterasNotFoundError"
-    assert "sim-missing-9" in payload["message"]
+    assert payload["error"]["retryable"] is False
+    assert payload["error"]["reason"] == "RESOURCE_NOT_FOUND"
+    assert "sim-missing-9" in payload["error"]["message"]
 
 
 async def test_transient_errors_are_survived(sim):
