@@ -131,3 +131,17 @@ def test_build_payload_normalises_numbers():
 def test_build_payload_refuses_non_mappings_cleanly(arguments):
     with pytest.raises(VolterasInvalidInputError, match="SET_CHARGE_LIMIT"):
         build_payload("SET_CHARGE_LIMIT", arguments)
+
+
+def test_every_creatable_command_has_its_named_operator_written_out():
+    """The named operators are explicit classes (greppable), one per creatable command, named as the catalogue says."""
+    import inspect
+
+    from airflow_provider_volteras.operators import commands
+
+    assert set(commands.OPERATORS) == set(CREATABLE_COMMANDS)
+    source = inspect.getsource(commands)
+    for command, cls in commands.OPERATORS.items():
+        assert cls.__name__ == CATALOGUE[command].operator_name
+        assert cls.spec.command is command
+        assert f"class {cls.__name__}(" in source

@@ -509,37 +509,114 @@ class _CatalogueOperator(VolterasCommandOperator):
         super().__init__(vehicle_id=vehicle_id, command=self.spec.command.value, **kwargs)
 
 
-def _operator(command: VehicleCommand) -> type[_CatalogueOperator]:
-    """Make the named operator of a command that takes no arguments."""
-    spec = get_command_spec(command)
-    if spec.payload or spec.operator_name is None:
-        raise VolterasInvalidInputError(f"{command.value} needs a hand-written operator")
-    cls = type(
-        spec.operator_name,
-        (_CatalogueOperator,),
-        {
-            "spec": spec,
-            "__module__": __name__,
-            "__qualname__": spec.operator_name,
-            "__doc__": f"{spec.description} Sends ``{command.value}``; see ``VolterasCommandOperator`` for the "
-            "parameters (all but ``command`` and ``arguments``).",
-            "template_fields": ("vehicle_id",),
-        },
-    )
-    return cls
+class ClimateOffOperator(_CatalogueOperator):
+    """Turn the climate control off. Sends ``CLIMATE_OFF``.
+
+    Takes the parameters of ``VolterasCommandOperator`` except ``command`` and ``arguments``.
+    """
+
+    spec = get_command_spec(VehicleCommand.CLIMATE_OFF)
+    template_fields: Sequence[str] = ("vehicle_id",)
 
 
-ClimateOffOperator = _operator(VehicleCommand.CLIMATE_OFF)
-ClimateOnOperator = _operator(VehicleCommand.CLIMATE_ON)
-StartHvacSystemOperator = _operator(VehicleCommand.START_HVAC_SYSTEM)
-LockDoorsOperator = _operator(VehicleCommand.LOCK_DOORS)
-UnlockDoorsOperator = _operator(VehicleCommand.UNLOCK_DOORS)
-ActuateFrontTrunkOperator = _operator(VehicleCommand.ACTUATE_FRONT_TRUNK)
-ActuateRearTrunkOperator = _operator(VehicleCommand.ACTUATE_REAR_TRUNK)
-OpenChargePortOperator = _operator(VehicleCommand.OPEN_CHARGE_PORT)
-CloseChargePortOperator = _operator(VehicleCommand.CLOSE_CHARGE_PORT)
-StartChargingOperator = _operator(VehicleCommand.START_CHARGING)
-StopChargingOperator = _operator(VehicleCommand.STOP_CHARGING)
+class ClimateOnOperator(_CatalogueOperator):
+    """Turn the climate control on. Sends ``CLIMATE_ON``.
+
+    Takes the parameters of ``VolterasCommandOperator`` except ``command`` and ``arguments``.
+    """
+
+    spec = get_command_spec(VehicleCommand.CLIMATE_ON)
+    template_fields: Sequence[str] = ("vehicle_id",)
+
+
+class StartHvacSystemOperator(_CatalogueOperator):
+    """Start the HVAC system. Sends ``START_HVAC_SYSTEM``.
+
+    Takes the parameters of ``VolterasCommandOperator`` except ``command`` and ``arguments``.
+    """
+
+    spec = get_command_spec(VehicleCommand.START_HVAC_SYSTEM)
+    template_fields: Sequence[str] = ("vehicle_id",)
+
+
+class LockDoorsOperator(_CatalogueOperator):
+    """Lock the doors. Sends ``LOCK_DOORS``.
+
+    Takes the parameters of ``VolterasCommandOperator`` except ``command`` and ``arguments``.
+    """
+
+    spec = get_command_spec(VehicleCommand.LOCK_DOORS)
+    template_fields: Sequence[str] = ("vehicle_id",)
+
+
+class UnlockDoorsOperator(_CatalogueOperator):
+    """Unlock the doors. Sends ``UNLOCK_DOORS``.
+
+    Takes the parameters of ``VolterasCommandOperator`` except ``command`` and ``arguments``.
+    """
+
+    spec = get_command_spec(VehicleCommand.UNLOCK_DOORS)
+    template_fields: Sequence[str] = ("vehicle_id",)
+
+
+class ActuateFrontTrunkOperator(_CatalogueOperator):
+    """Open or close the front trunk. Sends ``ACTUATE_FRONT_TRUNK``.
+
+    Takes the parameters of ``VolterasCommandOperator`` except ``command`` and ``arguments``.
+    """
+
+    spec = get_command_spec(VehicleCommand.ACTUATE_FRONT_TRUNK)
+    template_fields: Sequence[str] = ("vehicle_id",)
+
+
+class ActuateRearTrunkOperator(_CatalogueOperator):
+    """Open or close the rear trunk. Sends ``ACTUATE_REAR_TRUNK``.
+
+    Takes the parameters of ``VolterasCommandOperator`` except ``command`` and ``arguments``.
+    """
+
+    spec = get_command_spec(VehicleCommand.ACTUATE_REAR_TRUNK)
+    template_fields: Sequence[str] = ("vehicle_id",)
+
+
+class OpenChargePortOperator(_CatalogueOperator):
+    """Open the charge port. Sends ``OPEN_CHARGE_PORT``.
+
+    Takes the parameters of ``VolterasCommandOperator`` except ``command`` and ``arguments``.
+    """
+
+    spec = get_command_spec(VehicleCommand.OPEN_CHARGE_PORT)
+    template_fields: Sequence[str] = ("vehicle_id",)
+
+
+class CloseChargePortOperator(_CatalogueOperator):
+    """Close the charge port. Sends ``CLOSE_CHARGE_PORT``.
+
+    Takes the parameters of ``VolterasCommandOperator`` except ``command`` and ``arguments``.
+    """
+
+    spec = get_command_spec(VehicleCommand.CLOSE_CHARGE_PORT)
+    template_fields: Sequence[str] = ("vehicle_id",)
+
+
+class StartChargingOperator(_CatalogueOperator):
+    """Start charging. Sends ``START_CHARGING``.
+
+    Takes the parameters of ``VolterasCommandOperator`` except ``command`` and ``arguments``.
+    """
+
+    spec = get_command_spec(VehicleCommand.START_CHARGING)
+    template_fields: Sequence[str] = ("vehicle_id",)
+
+
+class StopChargingOperator(_CatalogueOperator):
+    """Stop charging. Sends ``STOP_CHARGING``.
+
+    Takes the parameters of ``VolterasCommandOperator`` except ``command`` and ``arguments``.
+    """
+
+    spec = get_command_spec(VehicleCommand.STOP_CHARGING)
+    template_fields: Sequence[str] = ("vehicle_id",)
 
 
 def _typed_arguments(op: _CatalogueOperator) -> dict[str, Any]:
