@@ -362,6 +362,13 @@ class VolterasFleetCommandOperator(BaseOperator):
         if self.deferrable:
             from airflow_provider_volteras.triggers.fleet import FleetCommandTrigger
 
+            # What is settled already is written down: the resumed task reads it back from the store
+            # (``dag.test()`` replaces the deferral's kwargs with the event; a triggerer keeps both).
+            marks: dict[str, dict[str, Any] | None] = {
+                vid: {**(store.entry(vid) or {}), "final": _final(o)} for vid, o in settled.items()
+            }
+            marks |= {vid: {**(store.entry(vid) or {}), "id": pending[vid], "reattached": True} for vid in reattached}
+            store.try_update(marks, "the outcomes known before deferring")
             self.log.info(
                 "%d of %d %s execution(s) are not finished; deferring to one trigger until %s.",
                 len(pending),
@@ -399,6 +406,8 @@ class VolterasFleetCommandOperator(BaseOperator):
         record = store.read()
         if record is not None and record.get("command") == command:
             store.record["vehicles"] = dict(record.get("vehicles") or {})
+        if pending is None or settled is None:
+            settled, pending, reattached = self._from_store(store, vehicles)
         payload = event if isinstance(event, dict) else {}
         pending = dict(pending or {})
         waited: dict[str, VehicleWait] = {}
@@ -430,6 +439,24 @@ class VolterasFleetCommandOperator(BaseOperator):
                     },
                 }
         return self._conclude(context, store, vehicles, command, dict(settled or {}), waited, reattached or ())
+
+    def _from_store(
+        self, store: _FleetStore, vehicles: list[str]
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, str], list[str]]:
+        """What this try settled and what it deferred on, read back from the task state store."""
+        settled: dict[str, dict[str, Any]] = {}
+        pending: dict[str, str] = {}
+        reattached: list[str] = []
+        for vid in vehicles:
+            entry = store.entry(vid) or {}
+            final = entry.get("final")
+            if isinstance(final, dict) and final.get("classification"):
+                settled[vid] = final
+            elif isinstance(entry.get("id"), str):
+                pending[vid] = entry["id"]
+                if entry.get("reattached"):
+                    reattached.append(vid)
+        return settled, pending, reattached
 
     # -- re-attaching to what an earlier try sent ------------------------------------------------
 
@@ -496,11 +523,12 @@ class VolterasFleetCommandOperator(BaseOperator):
         command = str(get_command_spec(str(self.command)).command.value)
         arguments = build_payload(command, self.command_arguments())
         final = entry.get("final")
-        if isinstance(final, dict) and final.get("classification") in ("executed", "fatal"):
-            return "settled", final  # seen final by an earlier try: never re-read, never re-sent
-        if isinstance(final, dict) and final.get("classification") == "retryable" and final.get("status") == "FAILED":
-            return "send", {}
         execution_id = entry.get("id")
+        if isinstance(final, dict) and final.get("classification") in ("executed", "fatal", "skipped"):
+            return "settled", final  # seen final by an earlier try: never re-read, never re-sent
+        if isinstance(final, dict) and (final.get("status") == STATUS_FAILED or not execution_id):
+            if not isinstance(entry.get("in_flight"), dict) or execution_id:
+                return "send", {}  # failed retryably, or never sent
         try:
             if isinstance(execution_id, str) and execution_id:
                 execution = self._read_recorded(vid, execution_id, command, arguments)
@@ -811,11 +839,11 @@ class VolterasFleetCommandOperator(BaseOperator):
         # Remember what is final, so a retry neither re-reads nor re-sends it.
         changes: dict[str, dict[str, Any] | None] = {}
         for o in result:
-            entry = store.entry(o["vehicle_id"])
-            if o["classification"] == "executed" or (o["classification"] == "fatal" and o["status"] == STATUS_FAILED):
-                changes[o["vehicle_id"]] = {**(entry or {}), "id": o["execution_id"], "final": _final(o)}
-            elif o["classification"] == "retryable" and o["status"] == STATUS_FAILED:
-                changes[o["vehicle_id"]] = {**(entry or {}), "id": o["execution_id"], "final": _final(o)}
+            entry = dict(store.entry(o["vehicle_id"]) or {})
+            if o["execution_id"]:
+                entry["id"] = o["execution_id"]
+            entry.pop("reattached", None)
+            changes[o["vehicle_id"]] = {**entry, "final": _final(o)}
         if changes:
             store.try_update(changes, "the final outcomes")
         self.log.info("%s outcome per vehicle:\n%s", command, outcome_table(result))
