@@ -8,11 +8,13 @@ picks the retry delay from the reason's delay kind.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk.definitions.retry_policy import RetryDecision, RetryPolicy
 
@@ -83,28 +85,28 @@ FAILED_REASONS: dict[str, ReasonInfo] = {
         _f(
             "OEM_APP_REQUIRED_UPDATE",
             "the manufacturer's app must be updated before this works",
-            "Ask the vehicle owner to update the manufacturer's app, then clear the task.",
+            "Ask the vehicle owner to update the manufacturer's app.",
         ),
         _f(
             "OEM_USER_ACCOUNT_LOCKED",
             "the owner's account with the manufacturer is locked",
-            "The owner must unlock the manufacturer account, then clear the task.",
+            "The owner must unlock the manufacturer account.",
         ),
         _f(
             "OEM_OAUTH_TOKEN_EXPIRED",
             "the owner's consent (manufacturer OAuth token) has expired",
-            "Ask the owner to reconnect the vehicle to Volteras, then clear the task.",
+            "Ask the owner to reconnect the vehicle to Volteras.",
         ),
         _r("OEM_VEHICLE_OFFLINE", _O, "the vehicle is offline and cannot be reached"),
         _f(
             "OEM_VEHICLE_REMOTE_ACCESS_DISABLED",
             "remote access is disabled or consent for Volteras is missing",
-            "The owner must enable remote access / grant consent (see the execution's details), then clear the task.",
+            "The owner must enable remote access / grant consent (see the execution's details).",
         ),
         _f(
             "OEM_VEHICLE_LOCATION_SHARING_DISABLED",
             "the vehicle's location sharing is disabled",
-            "The owner must enable location sharing, then clear the task.",
+            "The owner must enable location sharing.",
         ),
         _f(
             "OEM_AUTH_DRIVER_IS_NOT_PRIMARY_USER",
@@ -179,7 +181,7 @@ UNKNOWN_REASON = ReasonInfo(
     True,
     DelayKind.TRANSIENT,
     "a reason that is not in the documented list",
-    "Airflow retries the task; report the reason to Volteras if it persists.",
+    "Report the reason to Volteras if it persists.",
 )
 
 
@@ -222,9 +224,107 @@ def classify_reason(
     )
 
 
+# -- message building --------------------------------------------------------------------------------
+#
+# Every task failure reads the same way: a short first line (what, on which vehicle, the outcome and
+# whether Airflow retries), then one detail per line, then what to do. Text that came from the API (or
+# from a user's template) goes through :func:`safe_text` first: capped, and with newlines and other
+# control characters escaped, so it can neither flood a log or a trigger event nor forge a log line.
+
+#: Longest piece of API-provided text put into a message, in characters.
+API_TEXT_LIMIT = 300
+#: The task state store key a command operator keeps its execution under (``_core.intent.STATE_KEY``).
+STATE_KEY = "volteras_command_execution"
+
+TaskKind = Literal["operator", "sensor"]
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def safe_text(value: Any, limit: int = API_TEXT_LIMIT) -> str:
+    """``value`` as one printable line: control, format and line/paragraph-separator characters escaped
+    (``\\n``, ``\\x1b``, ``\\u2028``), cut after ``limit`` characters with a note of how much was left out."""
+    text = value if isinstance(value, str) else str(value)
+    head = text[:limit]
+    out = []
+    for ch in head:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs"):
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    if len(text) > limit:
+        out.append(f"... [{len(text) - limit} more characters not shown]")
+    return "".join(out)
+
+
+def _ident(value: Any) -> str:
+    """A vehicle id, command or task id for a message (validated ones pass unchanged)."""
+    return safe_text(value, 80)
+
+
+def _outcome_note(retryable: bool, task_kind: TaskKind = "operator") -> str:
+    if not retryable:
+        return "fatal: Airflow will NOT retry the task"
+    if task_kind == "sensor":
+        return "retryable: Airflow will retry this sensor, which only checks the same execution again"
+    return "retryable: Airflow will retry the task if it has retries left"
+
+
+def _headline(command: str, vehicle_id: str, outcome: str, retryable: bool, task_kind: TaskKind = "operator") -> str:
+    return f"{_ident(command)} on vehicle {_ident(vehicle_id)} {outcome} ({_outcome_note(retryable, task_kind)})"
+
+
+def _lines(headline: str, *details: str) -> str:
+    return "\n".join([headline, *(f"  {d}" for d in details if d)])
+
+
+def state_store_steps(task_id: str | None = None) -> str:
+    """How to make a command task send its command again: delete its state-store entry, then clear it."""
+    which = f"task '{_ident(task_id)}'" if task_id else "this task"
+    task = _ident(task_id) if task_id else "{task_id}"
+    opening = f"open the task instance of {which} in this DAG run" if task_id else "open this task instance"
+    return (
+        f"{opening} in the Airflow UI, go to its Storage tab (Task State Store), delete "
+        f"the key '{STATE_KEY}', then Clear {which}. Clearing without deleting the key only reports the earlier "
+        "outcome again. Or trigger a new DAG run. (REST API: DELETE /api/v2/dags/{dag_id}/dagRuns/{dag_run_id}"
+        f"/taskInstances/{task}/state-store/{STATE_KEY}, then clear the task.)"
+    )
+
+
+def recovery_steps(retryable: bool, *, task_kind: TaskKind = "operator", sent_by: str | None = None) -> str:
+    """What to do after a ``FAILED`` execution, as steps that work for the task that failed.
+
+    ``task_kind`` is ``"operator"`` for a command operator (it sent the command itself) and ``"sensor"``
+    for ``CommandExecutionSensor`` (it only watches; ``sent_by`` is the task id that sent the command,
+    when known).
+    """
+    if task_kind == "sensor":
+        sender = f"task '{_ident(sent_by)}'" if sent_by else "the upstream task that sent it"
+        lead = (
+            f"This sensor only watches the command; it was sent by {sender}. Clearing or retrying this sensor "
+            "only reads the same FAILED execution again."
+        )
+        if retryable:
+            return (
+                f"{lead} To send the command again: Clear {sender} with Downstream selected; its earlier "
+                "execution failed for a retryable reason, so it sends a new command and this sensor waits for it."
+            )
+        steps = state_store_steps(sent_by).replace(
+            f"then Clear task '{_ident(sent_by)}'." if sent_by else "then Clear the upstream task that sent it.",
+            f"then Clear {sender} with Downstream selected, so it sends a new command and this sensor waits for it.",
+        )
+        return f"{lead} To send the command again once the cause is fixed: {steps}"
+    if retryable:
+        return "A retry sends the command again (after a delay that fits the reason with VolterasRetryPolicy)."
+    return f"To send the command again once the cause is fixed: {state_store_steps()}"
+
+
 def _describe(vehicle_id: str, command: str, execution_id: str | None) -> str:
-    execution = f" (execution {execution_id})" if execution_id else ""
-    return f"{command} on vehicle {vehicle_id}{execution}"
+    execution = f" (execution {_ident(execution_id)})" if execution_id else ""
+    return f"{_ident(command)} on vehicle {_ident(vehicle_id)}{execution}"
 
 
 def _retry_note(retryable: bool) -> str:
@@ -238,42 +338,93 @@ def command_failure(
     command: str,
     retryable_reasons: Iterable[str] = (),
     fatal_reasons: Iterable[str] = (),
+    task_kind: TaskKind = "operator",
+    sent_by: str | None = None,
 ) -> VolterasCommandError:
-    """Build the task exception for a ``FAILED`` execution."""
+    """Build the task exception for a ``FAILED`` execution.
+
+    ``task_kind`` and ``sent_by`` choose the recovery steps: see :func:`recovery_steps`.
+    """
     raw = execution.get("failedReason")
     c = classify_reason(raw, retryable_reasons=retryable_reasons, fatal_reasons=fatal_reasons)
     execution_id = execution.get("id")
-    unknown = "" if c.known else " (not a documented reason; treated as retryable)"
-    message = (
-        f"Volteras command {_describe(vehicle_id, command, execution_id)} FAILED with reason {c.reason}"
-        f"{unknown}: {c.meaning}. "
+    reason = safe_text(c.reason, 120)
+    documented = "" if c.known else " (not a documented reason; treated as retryable)"
+    action = c.action if c.action != "Airflow retries the task." else ""
+    message = _lines(
+        _headline(command, vehicle_id, f"FAILED: {safe_text(c.reason, 60)}", c.retryable, task_kind),
+        f"Execution: {_ident(execution_id) if execution_id else 'unknown'}",
+        f"Reason: {reason}{documented}: {c.meaning}.",
+        f"What to do: {action}" if action else "",
+        recovery_steps(c.retryable, task_kind=task_kind, sent_by=sent_by),
     )
-    message += _retry_note(c.retryable) if c.retryable else f"{_retry_note(False)} {c.action}"
     cls = VolterasRetryableCommandError if c.retryable else VolterasFatalCommandError
     return cls(
         message,
         vehicle_id=vehicle_id,
         command=command,
         execution_id=execution_id,
-        reason=c.reason,
+        reason=c.reason if c.known else reason,
         delay_kind=c.delay_kind.value,
     )
 
 
+def already_final(error: VolterasCommandError, *, task_id: str | None = None) -> VolterasFatalCommandError:
+    """A command operator found that an earlier try of this task instance already got a fatal ``FAILED``.
+
+    Nothing is sent; the message says how to send it again (delete the state-store key, clear the task).
+    """
+    first, _, rest = str(error).partition("\n")
+    details = [line.strip() for line in rest.splitlines() if line.strip() and "send the command again" not in line]
+    message = _lines(
+        _headline(
+            error.command, error.vehicle_id, f"FAILED in an earlier try: {safe_text(error.reason, 120)}", False
+        ),
+        "Not sent again: an earlier try of this task already got this final answer.",
+        *details,
+        f"To send the command again once the cause is fixed: {state_store_steps(task_id)}",
+    )
+    return VolterasFatalCommandError(
+        message,
+        vehicle_id=error.vehicle_id,
+        command=error.command,
+        execution_id=error.execution_id,
+        reason=error.reason,
+        delay_kind=error.delay_kind,
+    )
+
+
 def pending_at_deadline(
-    vehicle_id: str, command: str, execution_id: str | None, waited: float, *, status_read: bool = True
+    vehicle_id: str,
+    command: str,
+    execution_id: str | None,
+    waited: float,
+    *,
+    status_read: bool = True,
+    task_kind: TaskKind = "operator",
 ) -> VolterasCommandError:
     """The command was still ``PENDING`` (or its status could not be read) when the task's wait ran out."""
+    outcome = "still PENDING at the task's timeout" if status_read else "outcome UNKNOWN at the task's timeout"
     state = (
-        "was still PENDING"
+        f"The execution was still PENDING after {waited:.0f} s, the task's timeout."
         if status_read
-        else "could not be read during the wait (every status check failed), so its outcome is unknown,"
+        else f"Its status could not be read during the wait ({waited:.0f} s; every status check failed), so its "
+        "outcome is unknown."
+    )
+    then = (
+        "A retry of this sensor waits for the same execution again (a sensor never sends a command)."
+        if task_kind == "sensor"
+        else "A retry re-attaches to this execution while it is pending and sends a new command only if it "
+        "failed for a retryable reason."
     )
     return VolterasRetryableCommandError(
-        f"Volteras command {_describe(vehicle_id, command, execution_id)} {state} after "
-        f"{waited:.0f} s, the task's timeout. Whether the vehicle will act on it is unknown; the platform fails "
-        f"commands pending for 5 minutes. {_retry_note(True)} A retry re-attaches to this execution while it "
-        "is pending and sends a new command only if it failed for a retryable reason.",
+        _lines(
+            _headline(command, vehicle_id, outcome, True, "operator"),
+            f"Execution: {_ident(execution_id) if execution_id else 'unknown'}",
+            f"{state} Whether the vehicle will act on it is unknown; the platform fails commands pending for "
+            "5 minutes.",
+            then,
+        ),
         vehicle_id=vehicle_id,
         command=command,
         execution_id=execution_id,
@@ -282,8 +433,33 @@ def pending_at_deadline(
     )
 
 
+def describe_error(error: BaseException) -> str:
+    """One line about an API or input error, its API-provided text capped and escaped."""
+    if isinstance(error, VolterasApiError):
+        where = f"{safe_text(error.method, 10)} {safe_text(error.path, 200)}: " if error.method and error.path else ""
+        detail = ", ".join(
+            f"{k}={safe_text(v, 120)}"
+            for k, v in (("code", error.code), ("HTTP status", error.status_code), ("requestId", error.request_id))
+            if v is not None
+        )
+        return f"{where}{safe_text(error.api_message)}" + (f" ({detail})" if detail else "")
+    return safe_text(str(error))
+
+
+def error_code(error: BaseException) -> str:
+    """The API's error code, or the exception's class name when the API gave none (never ``None``)."""
+    code = getattr(error, "code", None)
+    return safe_text(code, 120) if isinstance(code, str) and code.strip() else type(error).__name__
+
+
 def api_failure(
-    error: Exception, *, vehicle_id: str, command: str, execution_id: str | None = None
+    error: Exception,
+    *,
+    vehicle_id: str,
+    command: str,
+    execution_id: str | None = None,
+    task_kind: TaskKind = "operator",
+    sent_by: str | None = None,
 ) -> VolterasCommandError:
     """Map an API or input error met while sending or watching a command to a task exception.
 
@@ -301,21 +477,37 @@ def api_failure(
     )
     retryable = not isinstance(error, fatal_types)
     delay_kind = DelayKind.RATE_LIMITED if isinstance(error, VolterasRateLimitError) else DelayKind.TRANSIENT
-    code = error.code if isinstance(error, VolterasApiError) else type(error).__name__
+    code = error_code(error)
     hint = ""
     if isinstance(error, VolterasAuthenticationError):
-        hint = " Check the connection's client id and secret and that the client has the vehicle:commands scope."
+        hint = "Check the connection's client id and secret and that the client has the vehicle:commands scope."
     elif isinstance(error, VolterasNotFoundError):
-        hint = " Check the vehicle id (and execution id) against your Volteras organization."
-    elif isinstance(error, (VolterasValidationError, VolterasInvalidInputError)):
-        hint = " Fix the task's arguments."
+        hint = "Check the vehicle id (and execution id) against your Volteras organization."
+    elif isinstance(error, VolterasInvalidInputError):
+        hint = "Fix the task's arguments (nothing was sent)."
+    elif isinstance(error, VolterasValidationError):
+        hint = "Fix the task's arguments."
     elif isinstance(error, VolterasConfigurationError):
-        hint = " Fix the Airflow connection."
+        hint = "Fix the Airflow connection (nothing was sent)."
     elif isinstance(error, VolterasPermissionError):
-        hint = " Ask Volteras to enable this action for your organization."
-    message = (
-        f"Volteras command {_describe(vehicle_id, command, execution_id)} could not be completed: {error} "
-        f"[{code}]. {_retry_note(retryable)}{hint}"
+        hint = "Ask Volteras to enable this action for your organization."
+    if task_kind == "sensor":
+        outcome = "could not be checked"
+        sender = f"task '{_ident(sent_by)}'" if sent_by else "the upstream task that sent it"
+        then = f"The command was sent by {sender}; this sensor only watches it."
+    else:
+        outcome = "refused before sending" if isinstance(error, VolterasInvalidInputError) else "not completed"
+        then = (
+            "A retry never sends a second copy of a command an earlier try sent: it re-attaches to it first."
+            if retryable
+            else ""
+        )
+    message = _lines(
+        _headline(command, vehicle_id, f"{outcome}: {code}", retryable, "operator"),
+        f"Execution: {_ident(execution_id)}" if execution_id else "",
+        f"Error: {describe_error(error)}",
+        f"What to do: {hint}" if hint else "",
+        then,
     )
     cls = VolterasRetryableCommandError if retryable else VolterasFatalCommandError
     return cls(
@@ -326,6 +518,45 @@ def api_failure(
         reason=code,
         delay_kind=delay_kind.value,
     )
+
+
+def unexpected_outcome(
+    vehicle_id: str, command: str, execution_id: str | None, what: Any, *, reason: str
+) -> VolterasRetryableCommandError:
+    """The wait ended with an answer this provider cannot believe (an unknown status or event, an answer
+    about another execution): the outcome is unknown, and the task retries. ``what`` is shown escaped."""
+    return VolterasRetryableCommandError(
+        _lines(
+            _headline(command, vehicle_id, "outcome UNKNOWN", True),
+            f"Execution: {_ident(execution_id) if execution_id else 'unknown'}",
+            f"Answer: {safe_text(what, 200)}",
+            "A retry re-attaches to the execution (or checks it again) before anything is sent.",
+        ),
+        vehicle_id=vehicle_id,
+        command=command,
+        execution_id=execution_id,
+        reason=reason,
+    )
+
+
+def sender_task_id(command_execution_id: Any) -> str | None:
+    """The id of the task a sensor's ``command_execution_id`` comes from, when the DAG says so.
+
+    ``op.output["id"]`` (an ``XComArg``) names its operator; a template such as
+    ``"{{ ti.xcom_pull(task_ids='send')['id'] }}"`` names its task in ``task_ids``. ``None`` otherwise.
+    """
+    operator = getattr(command_execution_id, "operator", None)
+    task_id = getattr(operator, "task_id", None)
+    if isinstance(task_id, str):
+        return task_id
+    if isinstance(command_execution_id, str):
+        match = _TASK_IDS.search(command_execution_id)
+        if match:
+            return match.group(1)
+    return None
+
+
+_TASK_IDS = re.compile(r"""task_ids\s*=\s*['"]([A-Za-z0-9_.\-]+)['"]""")
 
 
 class VolterasRetryPolicy(RetryPolicy):

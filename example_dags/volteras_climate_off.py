@@ -1,9 +1,29 @@
-"""Turn the climate off on one vehicle: send the command, then wait for it in the triggerer.
+"""Turn the climate off on one vehicle: **send** the command, then **wait** for it in the triggerer.
 
-The two-task pattern: ``ClimateOffOperator(wait_for_completion=False)`` returns the created execution
-at once, and the deferrable ``CommandExecutionSensor`` waits for ``EXECUTED`` without holding a worker
-slot. Trigger it from the UI and type a vehicle id in the form (``sim-ok`` and the other magic ids of
-the embedded simulator show each outcome).
+Trigger it from the UI and type a vehicle id in the form. Against the embedded simulator:
+`sim-ok-demo-1` is executed, `sim-fail-OEM_VEHICLE_OFFLINE-demo` fails (retryable),
+`sim-fail-OEM_OAUTH_TOKEN_EXPIRED` fails (fatal), `sim-stuck-demo` stays pending.
+
+**Two tasks, one outcome.** `climate_off` only *sends* the command (`wait_for_completion=False`): it is
+green as soon as the API accepted it, **even if the car later refuses it**. `wait_for_climate_off`
+tells you whether the car executed it: **the run's outcome is the sensor's state.**
+
+**When `wait_for_climate_off` fails**, its log starts with one line: the command, the vehicle, the
+`failedReason` and whether Airflow retries. Then:
+
+* *Retryable reason* (vehicle offline, busy, rate limited, ...): retrying the sensor cannot help, it
+  reads the same failed execution. To send the command again, **Clear `climate_off` with "Downstream"
+  selected**: it sends a new command and the sensor waits for that one.
+* *Fatal reason* (owner consent expired, remote access disabled, ...): fix the cause first (the log
+  says what to do). Then open the **`climate_off`** task instance, **Storage** tab (Task State Store),
+  **delete the key `volteras_command_execution`**, and **Clear `climate_off` with "Downstream"**.
+  Without deleting the key, `climate_off` only reports the earlier failure again (it never re-sends a
+  command that got a final answer on its own). Or trigger a new DAG run.
+
+Clearing only `wait_for_climate_off` never sends anything.
+
+To have one task that sends, waits and retries by itself, use the operator's default
+`wait_for_completion=True` (see the `volteras_send_command` example).
 """
 
 from __future__ import annotations
@@ -24,7 +44,19 @@ with DAG(
     tags=["volteras", "example"],
     doc_md=__doc__,
     params={
-        "vehicle_id": Param("sim-ok", type="string", minLength=1, maxLength=200, title="Vehicle id"),
+        "vehicle_id": Param(
+            "sim-ok-demo-1",
+            type="string",
+            minLength=1,
+            maxLength=200,
+            pattern=r"^[A-Za-z0-9._:~-]+$",
+            title="Vehicle id",
+            description=(
+                "The Volteras vehicle id to turn the climate off on (letters, digits and . _ : ~ - only). "
+                "Simulator test ids: sim-ok-demo-1 (executed), sim-fail-OEM_VEHICLE_OFFLINE-demo (fails, "
+                "retryable), sim-fail-OEM_OAUTH_TOKEN_EXPIRED (fails, fatal), sim-stuck-demo (stays pending)."
+            ),
+        ),
     },
     default_args={"retries": 2, "retry_delay": timedelta(seconds=30), "retry_policy": VolterasRetryPolicy()},
 ) as dag:
@@ -32,6 +64,13 @@ with DAG(
         task_id="climate_off",
         vehicle_id="{{ params.vehicle_id }}",
         wait_for_completion=False,
+        doc_md=(
+            "**Sends** CLIMATE_OFF and succeeds as soon as the API accepted it (its XCom `id` is the "
+            "execution). Green here does NOT mean the car executed it: see `wait_for_climate_off`.\n\n"
+            "To send the command again after a **fatal** failure: this task instance's **Storage** tab (Task "
+            "State Store), delete the key `volteras_command_execution`, then Clear this task with "
+            "**Downstream**. After a retryable failure, Clear with Downstream is enough."
+        ),
     )
     wait = CommandExecutionSensor(
         task_id="wait_for_climate_off",
@@ -39,5 +78,12 @@ with DAG(
         command_execution_id=send.output["id"],
         poke_interval=10,
         timeout=600,
+        doc_md=(
+            "**Waits** in the triggerer until the command sent by `climate_off` is EXECUTED (success) or "
+            "FAILED (failure). This task's state is the outcome of the command.\n\n"
+            "It never sends anything: clearing or retrying it checks the same execution again. To send the "
+            "command again, clear **`climate_off`** with Downstream (after a fatal failure, delete its "
+            "Task State Store key `volteras_command_execution` first)."
+        ),
     )
     send >> wait
