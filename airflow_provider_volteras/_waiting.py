@@ -35,6 +35,42 @@ def seconds(value: float | timedelta, name: str) -> float:
     return float(total)
 
 
+class PlainReason(str):
+    """A ``failedReason`` that is plain text rather than one of the documented codes.
+
+    The API says a reason "may in some cases be a plain string". Per-task reason overrides refuse
+    unknown codes (a typo would silently never match), so plain text must be marked:
+    ``fatal_reasons=["OEM_VEHICLE_OFFLINE", PlainReason("Vehicle is in valet mode")]``.
+    """
+
+    __slots__ = ()
+
+
+def reason_overrides(value: Iterable[str] | str | None, name: str) -> tuple[str, ...]:
+    """Check a task's ``retryable_reasons`` / ``fatal_reasons`` when the DAG is parsed.
+
+    One string is one reason (not its characters); each must be a documented ``failedReason`` code
+    or a :class:`PlainReason`.
+    """
+    from airflow_provider_volteras.failures import FAILED_REASONS
+
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, str) else list(value)
+    unknown = [
+        item
+        for item in items
+        if not isinstance(item, str) or (item not in FAILED_REASONS and not isinstance(item, PlainReason))
+    ]
+    if unknown:
+        shown = ", ".join(repr(item)[:60] for item in unknown[:5])
+        raise ValueError(
+            f"{name} has {shown}, which is not a documented failedReason code. Use the codes of the README's "
+            "failure-reason table, or mark plain-text reasons with PlainReason('...')."
+        )
+    return tuple(str(item) for item in items)
+
+
 class CommandWaitMixin:
     """Needs ``hook``, ``volteras_conn_id``, ``deferrable``, ``wait_poll_interval``, ``wait_timeout``,
     ``retryable_reasons``, ``fatal_reasons`` and ``log`` on the class it is mixed into."""

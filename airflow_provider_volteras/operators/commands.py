@@ -29,7 +29,7 @@ from airflow_provider_volteras._core.intent import (
     id_digest,
     in_flight_record,
 )
-from airflow_provider_volteras._waiting import CommandWaitMixin, seconds
+from airflow_provider_volteras._waiting import CommandWaitMixin, PlainReason, reason_overrides, seconds
 from airflow_provider_volteras.catalogue import CommandSpec, VehicleCommand, build_payload, get_command_spec
 from airflow_provider_volteras.exceptions import (
     VolterasCommandInProgressError,
@@ -100,8 +100,8 @@ class VolterasCommandOperator(CommandWaitMixin, BaseOperator):
         poll_interval: float | timedelta = DEFAULT_POLL_INTERVAL,
         timeout: float | timedelta = DEFAULT_WAIT_TIMEOUT,
         if_in_progress: IfInProgress = "wait",
-        retryable_reasons: Iterable[str] = (),
-        fatal_reasons: Iterable[str] = (),
+        retryable_reasons: Iterable[str] | str = (),
+        fatal_reasons: Iterable[str] | str = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -116,8 +116,8 @@ class VolterasCommandOperator(CommandWaitMixin, BaseOperator):
         if if_in_progress not in ("wait", "fail", "skip"):
             raise ValueError(f"if_in_progress must be 'wait', 'fail' or 'skip', got {if_in_progress!r}")
         self.if_in_progress = if_in_progress
-        self.retryable_reasons = tuple(retryable_reasons)
-        self.fatal_reasons = tuple(fatal_reasons)
+        self.retryable_reasons = reason_overrides(retryable_reasons, "retryable_reasons")
+        self.fatal_reasons = reason_overrides(fatal_reasons, "fatal_reasons")
         # Refuse what is already wrong at parse time; templated values are checked when the task runs.
         if _is_static(self.vehicle_id):
             validate_id(self.vehicle_id)
@@ -691,4 +691,4 @@ OPERATORS: dict[VehicleCommand, type[_CatalogueOperator]] = {
     )
 }
 
-__all__ = ["OPERATORS", "VolterasCommandOperator", *(cls.__name__ for cls in OPERATORS.values())]
+__all__ = ["OPERATORS", "PlainReason", "VolterasCommandOperator", *(cls.__name__ for cls in OPERATORS.values())]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator
 
 from airflow_provider_volteras._core.basics import DEFAULT_POLL_INTERVAL, DEFAULT_WAIT_TIMEOUT, is_terminal, validate_id
-from airflow_provider_volteras._waiting import CommandWaitMixin, seconds
+from airflow_provider_volteras._waiting import CommandWaitMixin, reason_overrides, seconds
 from airflow_provider_volteras.exceptions import VolterasError, VolterasInvalidInputError
 from airflow_provider_volteras.failures import api_failure
 
@@ -50,8 +50,8 @@ class CommandExecutionSensor(CommandWaitMixin, BaseSensorOperator):
         deferrable: bool = True,
         poke_interval: float | timedelta = DEFAULT_POLL_INTERVAL,
         timeout: float | timedelta = DEFAULT_WAIT_TIMEOUT,
-        retryable_reasons: Iterable[str] = (),
-        fatal_reasons: Iterable[str] = (),
+        retryable_reasons: Iterable[str] | str = (),
+        fatal_reasons: Iterable[str] | str = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
@@ -61,8 +61,8 @@ class CommandExecutionSensor(CommandWaitMixin, BaseSensorOperator):
         self.deferrable = deferrable
         self.wait_poll_interval = seconds(poke_interval, "poke_interval")
         self.wait_timeout = seconds(timeout, "timeout")
-        self.retryable_reasons = tuple(retryable_reasons)
-        self.fatal_reasons = tuple(fatal_reasons)
+        self.retryable_reasons = reason_overrides(retryable_reasons, "retryable_reasons")
+        self.fatal_reasons = reason_overrides(fatal_reasons, "fatal_reasons")
 
     @cached_property
     def hook(self) -> VolterasHook:
@@ -80,6 +80,9 @@ class CommandExecutionSensor(CommandWaitMixin, BaseSensorOperator):
             return vehicle_id, self.hook.get_command_execution(vehicle_id, execution_id)
         except VolterasError as err:
             raise api_failure(err, vehicle_id=vehicle_id, command="command", execution_id=execution_id) from err
+
+    def expected_execution(self) -> dict[str, str | None]:
+        return {"vehicle_id": str(self.vehicle_id), "command_execution_id": str(self.command_execution_id)}
 
     def execute(self, context: Context) -> dict[str, Any]:
         vehicle_id, execution = self._execution()
