@@ -935,7 +935,7 @@ def _outcome_from_error(
 
 
 def _final(o: Mapping[str, Any]) -> dict[str, Any]:
-    keys = ("vehicle_id", "execution_id", "status", "failed_reason", "classification", "reason", "delay_kind")
+    keys = ("vehicle_id", "execution_id", "status", "failed_reason", "classification", "reason", "delay_kind", "origin")
     return {k: o.get(k) for k in keys}
 
 
