@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "get_provider_info"]
 
 
-def get_provider_info() -> dict:
+def get_provider_info() -> dict[str, Any]:
     """Provider metadata read by Airflow's ``apache_airflow_provider`` entry point (no heavy imports)."""
     return {
         "package-name": "airflow-provider-volteras",

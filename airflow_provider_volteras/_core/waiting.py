@@ -8,7 +8,7 @@ import random
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from airflow_provider_volteras._core.basics import (
     DEFAULT_POLL_INTERVAL,
@@ -110,4 +110,4 @@ def watch_flow(plan: WaitPlan, log: logging.Logger | Any, what: str) -> Generato
         failures = 0
         not_found_since = None
         if is_terminal(outcome):
-            return outcome
+            return cast(dict[str, Any], outcome)

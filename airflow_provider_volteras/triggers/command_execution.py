@@ -80,7 +80,7 @@ class CommandExecutionTrigger(BaseTrigger):
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         command: str | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.vehicle_id = validate_id(vehicle_id)
         self.command_execution_id = validate_id(command_execution_id, "command_execution_id")
         self.deadline = deadline_to_iso(deadline)
