@@ -36,11 +36,13 @@ def test_provider_info_names_every_component():
 def test_airflow_sees_the_provider_and_its_connection_type():
     from airflow.providers_manager import ProvidersManager
 
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+
     pm = ProvidersManager()
     assert "airflow-provider-volteras" in pm.providers
-    assert "volteras" in pm.hooks
-    assert pm.hooks["volteras"].hook_class_name == "airflow_provider_volteras.hooks.volteras.VolterasHook"
     assert "volteras" in pm.field_behaviours
+    runtime = ProvidersManagerTaskRuntime()
+    assert runtime.hooks["volteras"].hook_class_name == "airflow_provider_volteras.hooks.volteras.VolterasHook"
 
 
 def test_hook_contract():
