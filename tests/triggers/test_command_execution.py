@@ -141,3 +141,27 @@ async def test_polling_starts_fast_and_slows_down(sim):
     gaps = [b - a for a, b in itertools.pairwise(polls)]
     assert len(polls) <= 7  # a fixed 1 s poller would need 6-7; a fixed 0.5 s one 12
     assert gaps[0] < 1.5 and max(gaps) <= 3.5
+
+
+async def test_waiting_in_the_worker_and_in_the_triggerer_fail_alike(sim, monkeypatch):
+    """The same lasting 404 gives the same task failure (class, reason, delay kind) in both wait modes."""
+    from airflow_provider_volteras._core import waiting
+    from airflow_provider_volteras.exceptions import VolterasCommandError
+    from airflow_provider_volteras.operators.commands import ClimateOffOperator
+
+    monkeypatch.setattr(waiting, "NOT_FOUND_GRACE", 1.0)
+    op = ClimateOffOperator(task_id="t", vehicle_id="sim-missing-7", deferrable=False, timeout=20, poll_interval=1)
+    pending = {"id": "exec-7", "vehicleId": "sim-missing-7", "command": "CLIMATE_OFF", "status": "PENDING"}
+    with pytest.raises(VolterasCommandError) as in_worker:
+        await asyncio.to_thread(op.wait_for, {}, pending, "sim-missing-7", "CLIMATE_OFF", checked=True)
+    payload = await first_event(make("sim-missing-7", "exec-7", seconds=20))
+    with pytest.raises(VolterasCommandError) as in_triggerer:
+        op.execute_complete({}, payload)
+    worker, triggerer = in_worker.value, in_triggerer.value
+    assert type(worker) is type(triggerer)
+    assert (worker.reason, worker.delay_kind, worker.retryable) == (
+        triggerer.reason,
+        triggerer.delay_kind,
+        triggerer.retryable,
+    )
+    assert worker.reason == "RESOURCE_NOT_FOUND"
