@@ -172,7 +172,8 @@ class _FleetStore:
 
     def entry(self, vehicle_id: str) -> dict[str, Any] | None:
         with self._cond:
-            return self.record["vehicles"].get(vehicle_id)
+            entry = self.record["vehicles"].get(vehicle_id)
+            return entry if isinstance(entry, dict) else None
 
     def update(self, changes: Mapping[str, dict[str, Any] | None], *, durable: bool = True) -> None:
         """Apply ``{vehicle_id: entry}`` (``None`` removes it) and, if ``durable``, return once written."""

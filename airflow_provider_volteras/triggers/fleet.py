@@ -102,7 +102,7 @@ class FleetCommandTrigger(BaseTrigger):
         volteras_conn_id: str = "volteras_default",
         poll_interval: float = DEFAULT_POLL_INTERVAL,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.command = str(command)
         self.executions = {
             validate_id(vid): validate_id(eid, "command_execution_id") for vid, eid in dict(executions).items()
