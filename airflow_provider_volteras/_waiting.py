@@ -89,7 +89,13 @@ class CommandWaitMixin:
         def hook(self) -> VolterasHook: ...
 
     def wait_for(
-        self, context: Context, execution: dict[str, Any], vehicle_id: str, command: str, *, checked: bool = False
+        self,
+        context: Context,
+        execution: dict[str, Any],
+        vehicle_id: str,
+        command: str | None,
+        *,
+        checked: bool = False,
     ) -> dict[str, Any]:
         """Return the execution once ``EXECUTED``; raise the mapped task failure otherwise.
 
@@ -99,15 +105,16 @@ class CommandWaitMixin:
         means "not known yet": the wait goes on.
         """
         execution_id = execution["id"]
+        label = command or "command"  # a sensor may not know the command until it reads the execution
         if not checked and not is_terminal(execution):
             try:
                 execution = self.hook.get_command_execution(vehicle_id, execution_id, command=command)
             except RECOVERABLE_POLL_ERRORS as err:
                 self.log.warning("Could not read execution %s yet (%s); waiting for it", execution_id, err)
             except VolterasError as err:
-                raise api_failure(err, vehicle_id=vehicle_id, command=command, execution_id=execution_id) from err
+                raise api_failure(err, vehicle_id=vehicle_id, command=label, execution_id=execution_id) from err
         if is_terminal(execution):
-            return self.finish(execution, vehicle_id, command)
+            return self.finish(execution, vehicle_id, label)
         started = time.time()
         deadline = started + self.wait_timeout
         if self.deferrable:
@@ -115,7 +122,7 @@ class CommandWaitMixin:
 
             self.log.info(
                 "%s execution %s on vehicle %s is not finished; deferring until %s",
-                command,
+                label,
                 execution_id,
                 vehicle_id,
                 datetime.fromtimestamp(deadline, tz=UTC).isoformat(),
@@ -132,17 +139,17 @@ class CommandWaitMixin:
                 method_name="execute_complete",
             )
         self.log.info(
-            "%s execution %s on vehicle %s is not finished; waiting in the worker", command, execution_id, vehicle_id
+            "%s execution %s on vehicle %s is not finished; waiting in the worker", label, execution_id, vehicle_id
         )
         try:
             final = self.hook.wait_for_command_execution(
                 vehicle_id, execution_id, deadline=deadline, poll_interval=self.wait_poll_interval, command=command
             )
         except VolterasError as err:
-            raise api_failure(err, vehicle_id=vehicle_id, command=command, execution_id=execution_id) from err
+            raise api_failure(err, vehicle_id=vehicle_id, command=label, execution_id=execution_id) from err
         if final is None:
-            raise pending_at_deadline(vehicle_id, command, execution_id, time.time() - started)
-        return self.finish(final, vehicle_id, command)
+            raise pending_at_deadline(vehicle_id, label, execution_id, time.time() - started)
+        return self.finish(final, vehicle_id, label)
 
     def execute_complete(self, context: Context, event: WaitEvent | None = None) -> dict[str, Any]:
         """Resume after the trigger fired. Every event is handled; none falls through to success.

@@ -18,6 +18,7 @@ from airflow_provider_volteras._core.basics import (
 )
 from airflow_provider_volteras.exceptions import (
     TRANSIENT_ERRORS,
+    VolterasError,
     VolterasNotFoundError,
     VolterasUnexpectedResponseError,
 )
@@ -70,7 +71,7 @@ class WaitPlan:
 
 #: Poll failures that do not end a wait: the next poll may well get an answer. A 404 is one of them
 #: for a while: the id was issued by the API itself, so "not found" first means a read-after-write lag.
-RECOVERABLE_POLL_ERRORS: tuple[type[BaseException], ...] = (
+RECOVERABLE_POLL_ERRORS: tuple[type[VolterasError], ...] = (
     *TRANSIENT_ERRORS,
     VolterasUnexpectedResponseError,
     VolterasNotFoundError,

@@ -254,6 +254,20 @@ class VolterasHook(BaseHook):
         cmd = get_command_spec(command, creatable=False).command.value
         return next(self._executions_of(vehicle_id, cmd, STATUS_PENDING), None)
 
+    def find_listed_execution(
+        self, vehicle_id: str, execution_id: str, command: str | VehicleCommand | None = None
+    ) -> dict[str, Any] | None:
+        """The execution ``execution_id`` as the vehicle's listing shows it (to confirm a 404), or ``None``."""
+        cmd = get_command_spec(command, creatable=False).command.value if command is not None else None
+        listing = self.list_command_executions(
+            vehicle_id, filter=command_filter(cmd) if cmd else None, max_page_size=MAX_PAGE_SIZE
+        )
+        for execution in listing:
+            if execution.get("id") == execution_id:
+                problem = execution_problem(execution, vehicle_id=vehicle_id, execution_id=execution_id, command=cmd)
+                return execution if problem is None else None
+        return None
+
     def command_execution_ids(self, vehicle_id: str, command: str | VehicleCommand) -> set[str]:
         """Ids of every listed execution of ``command`` on the vehicle (noted before a create)."""
         cmd = get_command_spec(command, creatable=False).command.value

@@ -218,7 +218,7 @@ class VolterasCommandOperator(CommandWaitMixin, BaseOperator):
         except VolterasError as err:
             raise api_failure(err, vehicle_id=vehicle_id, command=command, execution_id=execution_id) from err
         try:
-            listed = self.hook.find_new_execution(vehicle_id, command, arguments, lambda i: i != execution_id)
+            listed = self.hook.find_listed_execution(vehicle_id, execution_id, command)
         except VolterasError as err:
             raise api_failure(err, vehicle_id=vehicle_id, command=command, execution_id=execution_id) from err
         if listed is not None:

@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator
 
 from airflow_provider_volteras._core.basics import DEFAULT_POLL_INTERVAL, DEFAULT_WAIT_TIMEOUT, is_terminal, validate_id
+from airflow_provider_volteras._core.waiting import RECOVERABLE_POLL_ERRORS
 from airflow_provider_volteras._waiting import CommandWaitMixin, reason_overrides, seconds
-from airflow_provider_volteras.exceptions import VolterasError, VolterasInvalidInputError
+from airflow_provider_volteras.exceptions import VolterasError, VolterasInvalidInputError, VolterasNotFoundError
 from airflow_provider_volteras.failures import api_failure
 
 if TYPE_CHECKING:
@@ -70,23 +71,36 @@ class CommandExecutionSensor(CommandWaitMixin, BaseSensorOperator):
 
         return VolterasHook(volteras_conn_id=self.volteras_conn_id)
 
-    def _execution(self) -> tuple[str, dict[str, Any]]:
+    def _execution(self, *, tolerate_unread: bool = False) -> tuple[str, dict[str, Any]]:
+        """Read the execution. With ``tolerate_unread``, a read that gets no usable answer (a 404 of a
+        read-after-write lag included: the id was issued by the API) gives a placeholder to wait on."""
         try:
             vehicle_id = validate_id(self.vehicle_id)
             execution_id = validate_id(self.command_execution_id, "command_execution_id")
         except VolterasInvalidInputError as err:
             raise api_failure(err, vehicle_id=str(self.vehicle_id)[:80], command="command") from err
         try:
-            return vehicle_id, self.hook.get_command_execution(vehicle_id, execution_id)
+            try:
+                return vehicle_id, self.hook.get_command_execution(vehicle_id, execution_id)
+            except VolterasNotFoundError:
+                # An id the API issued may not be readable yet; the listing tells a lag from a wrong id.
+                if not tolerate_unread or self.hook.find_listed_execution(vehicle_id, execution_id) is None:
+                    raise
+                self.log.warning("Execution %s is listed but not readable yet; waiting for it", execution_id)
+            except RECOVERABLE_POLL_ERRORS as err:
+                if not tolerate_unread:
+                    raise
+                self.log.warning("Could not read execution %s yet (%s); waiting for it", execution_id, err)
         except VolterasError as err:
             raise api_failure(err, vehicle_id=vehicle_id, command="command", execution_id=execution_id) from err
+        return vehicle_id, {"id": execution_id, "vehicleId": vehicle_id, "status": None}
 
     def expected_execution(self) -> dict[str, str | None]:
         return {"vehicle_id": str(self.vehicle_id), "command_execution_id": str(self.command_execution_id)}
 
     def execute(self, context: Context) -> dict[str, Any]:
-        vehicle_id, execution = self._execution()
-        command = str(execution.get("command") or "command")
+        vehicle_id, execution = self._execution(tolerate_unread=True)
+        command = execution.get("command") if isinstance(execution.get("command"), str) else None
         return self.wait_for(context, execution, vehicle_id, command, checked=True)
 
     def poke(self, context: Context) -> bool:

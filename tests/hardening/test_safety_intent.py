@@ -397,3 +397,19 @@ def test_a_fatal_answer_from_an_earlier_try_is_not_resent_even_when_only_in_flig
     with pytest.raises(VolterasFatalCommandError, match="already got a final answer"):
         run(ClimateOffOperator(task_id="t", vehicle_id=vehicle, deferrable=False, timeout=10), store)
     assert posts(sim, vehicle) == 1
+
+
+def test_the_sensor_waits_through_a_read_after_write_404(sim: Any) -> None:
+    """The two-task pattern: the sensor's first read of the id the operator pushed may come too early."""
+    from airflow_provider_volteras.sensors.command_execution import CommandExecutionSensor
+
+    vehicle = "car-lag-sensor"
+    sim.state.set_scenario(vehicle, outcome="EXECUTED", delay=1.0)
+    created = run(ClimateOffOperator(task_id="send", vehicle_id=vehicle, wait_for_completion=False), Store())
+    sim.state.add_fault("status", method="GET", path=GET_PATH, count=2, status=404, error="RESOURCE_NOT_FOUND")
+    sensor = CommandExecutionSensor(
+        task_id="wait", vehicle_id=vehicle, command_execution_id=created["id"], deferrable=False, timeout=20
+    )
+    result = sensor.execute({"task_state_store": Store(), "ti": Ti()})
+    assert result["id"] == created["id"] and result["status"] == "EXECUTED"
+    assert posts(sim, vehicle) == 1
