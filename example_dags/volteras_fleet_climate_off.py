@@ -1,28 +1,22 @@
-"""Turn the climate off on every vehicle of the fleet: one task per chunk of up to 500 vehicles.
+"""Turn the climate off on every vehicle of the fleet: one mapped task per vehicle.
 
-**How it scales.** ``fleet`` splits the ``vehicle_ids`` param into chunks of ``VOLTERAS_FLEET_CHUNK_SIZE``
-(500 by default) and ``climate_off`` is mapped over the chunks: 5,000 vehicles are 10 mapped tasks, far
-below Airflow's ``[core] max_map_length`` of 1,024 (one mapped task per vehicle fails past 1,024
-vehicles before any command is sent). Each ``climate_off`` task is a ``FleetClimateOffOperator``: it
-sends CLIMATE_OFF to its vehicles 8 at a time with one token, waits for all of them in ONE trigger,
-and logs a table with each vehicle's execution, status, failedReason and whether a retry helps. Each
-mapped task is labelled "vehicles 1–500 (first id … last id)" (a one-vehicle chunk shows the vehicle id).
-
-**Failures.** A chunk task fails when any of its vehicles did not end EXECUTED. Fatal reasons only
-(consent expired, remote access disabled, ...): it fails at once, no retry. Any retryable reason: the
-task retries after a delay that fits the reasons (``VolterasRetryPolicy``), and the retry sends the
-command again ONLY to the vehicles that failed retryably; vehicles already EXECUTED, still pending or
-failed fatally are not sent anything (the task state store remembers every execution).
+Each vehicle's task sends CLIMATE_OFF and waits for it in the triggerer; the Airflow UI labels each
+mapped task with its vehicle id. Fatal failures (consent expired, remote access disabled, ...) fail
+that vehicle's task at once; transient ones retry after a delay that fits the reason
+(``VolterasRetryPolicy``), and a retry never sends a second command while the first is pending or
+after it EXECUTED. The fleet comes from the ``vehicle_ids`` param, so a manual run can target other
+vehicles with ``{"vehicle_ids": [...]}``.
 
 **Why it does not run on a schedule by default.** A command is a physical action on cars. With a
 schedule, unpausing the DAG (which the UI's Trigger button does for a paused DAG) makes the scheduler
-create a run for the latest schedule slot *as well as* the manual run: one click sent the command to the
-fleet twice. So this DAG only runs when triggered (``schedule=None``). To run it every evening, set
+create a run for the latest schedule slot *as well as* the manual run: one click sent the command to
+the fleet twice. So this DAG only runs when triggered (``schedule=None``). To run it every evening, set
 ``VOLTERAS_FLEET_SCHEDULE`` (e.g. ``0 20 * * *``) in the environment that parses DAGs; then unpause it
 once, before the evening slot, and do not also trigger it by hand.
 
-The ``vehicle_ids`` param holds the fleet, so a manual run can target other vehicles with
-``{"vehicle_ids": [...]}``.
+**Size.** One mapped task per vehicle stops at Airflow's ``[core] max_map_length`` (1,024) and costs two
+worker launches per vehicle; for larger fleets use ``volteras_fleet_climate_off_batch`` (one task per
+chunk of 500 vehicles, one trigger per chunk).
 """
 
 from __future__ import annotations
@@ -33,10 +27,9 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, Param, task
 
 from airflow_provider_volteras.failures import VolterasRetryPolicy
-from airflow_provider_volteras.operators.fleet import FleetClimateOffOperator, chunk_label_template, chunked
+from airflow_provider_volteras.operators.commands import ClimateOffOperator
 
 FLEET = ["sim-ok-demo-1", "sim-ok-demo-2", "sim-ok-3"]  # the simulator's demo vehicles: replace with yours
-CHUNK_SIZE = int(os.environ.get("VOLTERAS_FLEET_CHUNK_SIZE", "500"))
 # Opt-in schedule (see the doc above): no schedule unless the environment asks for one.
 SCHEDULE = os.environ.get("VOLTERAS_FLEET_SCHEDULE") or None
 
@@ -65,12 +58,14 @@ with DAG(
             FLEET,
             type="array",
             items={"type": "string"},
+            minItems=1,
+            maxItems=1024,
             title="Vehicle ids",
             description=(
-                "The Volteras vehicle ids to turn the climate off on (any number: they are sent in chunks of "
-                f"{CHUNK_SIZE}). Against the simulator, try its demo vehicles sim-ok-demo-1 and sim-ok-demo-2 "
-                "(executed), sim-fail-OEM_VEHICLE_OFFLINE-demo (fails, retryable) and sim-stuck-demo (stays "
-                "pending); any id starting with sim-ok executes, sim-fail-<REASON> fails with that reason."
+                "The Volteras vehicle ids to turn the climate off on, one task each (at most 1,024; use "
+                "volteras_fleet_climate_off_batch for more). Against the simulator: sim-ok-demo-1 and "
+                "sim-ok-demo-2 execute, sim-fail-OEM_VEHICLE_OFFLINE fails retryably, "
+                "sim-fail-OEM_OAUTH_TOKEN_EXPIRED fails fatally; any id starting with sim-ok executes."
             ),
         )
     },
@@ -78,15 +73,16 @@ with DAG(
 ) as dag:
 
     @task
-    def fleet(params: dict | None = None) -> list[list[str]]:
-        """The vehicles of this run (the param, or ``dag_run.conf``), in chunks of CHUNK_SIZE."""
-        return chunked((params or {})["vehicle_ids"], CHUNK_SIZE)
+    def fleet(params: dict | None = None) -> list[str]:
+        """The vehicles of this run (the param, or ``dag_run.conf`` when triggered with one)."""
+        return list((params or {})["vehicle_ids"])
 
-    FleetClimateOffOperator.partial(
+    ClimateOffOperator.partial(
         task_id="climate_off",
         retries=3,
         retry_delay=timedelta(minutes=1),
         retry_policy=_policy,
         timeout=timedelta(minutes=10),
-        map_index_template=chunk_label_template(CHUNK_SIZE),
-    ).expand(vehicle_ids=fleet())
+        # The UI shows each mapped task by its vehicle, not by 0, 1, 2.
+        map_index_template="{{ task.vehicle_id }}",
+    ).expand(vehicle_id=fleet())

@@ -17,6 +17,8 @@ class TaskResult:
     map_index: int
     state: str | None
     try_number: int
+    label: str | None = None
+    """The map index label the UI shows (``rendered_map_index``), for mapped tasks."""
 
 
 @dataclass
@@ -44,7 +46,9 @@ def install_dags(home: Path) -> Any:
 def run(dag: Any, conf: dict[str, Any] | None = None) -> RunResult:
     dr = dag.test(run_conf=conf)
     tasks = {
-        (ti.task_id, ti.map_index): TaskResult(ti.task_id, ti.map_index, ti.state, ti.try_number)
+        (ti.task_id, ti.map_index): TaskResult(
+            ti.task_id, ti.map_index, ti.state, ti.try_number, getattr(ti, "rendered_map_index", None)
+        )
         for ti in dr.get_task_instances()
     }
     return RunResult(str(dr.state), tasks)

@@ -66,3 +66,23 @@ def test_fleet_example_with_its_default_vehicles(sim, examples):
     assert result.state == "success"
     fleet = examples["volteras_fleet_climate_off"].params["vehicle_ids"]
     assert {vid: c["CLIMATE_OFF"] for vid, c in sim.state.counters()["creates"].items()} == dict.fromkeys(fleet, 1)
+    # Each mapped task is labelled with its vehicle in the UI, not 0, 1, 2.
+    labels = [result.task("climate_off", index).label for index in range(len(fleet))]
+    assert labels == list(fleet)
+
+
+@pytest.mark.parametrize("dag_id", ["volteras_fleet_climate_off", "volteras_fleet_climate_off_batch"])
+def test_fleet_examples_never_run_on_a_schedule_unless_asked(examples, dag_id):
+    """Unpausing a scheduled DAG also runs its latest slot: a physical-action example must not surprise."""
+    dag = examples[dag_id]
+    assert type(dag.timetable).__name__ == "NullTimetable"
+    assert dag.catchup is False and dag.max_active_runs == 1
+    assert "does not run on a schedule by default" in (dag.doc_md or "")
+
+
+def test_fleet_batch_example_labels_each_chunk(sim, examples):
+    dag = examples["volteras_fleet_climate_off_batch"]
+    result = run(dag, {"vehicle_ids": ["sim-ok-b1", "sim-ok-b2"]})
+    assert result.state == "success"
+    [label] = [task.label for (task_id, _), task in result.tasks.items() if task_id == "climate_off"]
+    assert "sim-ok-b1" in label and "sim-ok-b2" in label

@@ -40,25 +40,16 @@ def unpause(airflow: Deployment, dag_id: str) -> None:
         _UNPAUSED.add(dag_id)
 
 
-def fail_scheduled_fleet_runs(airflow: Deployment) -> int:
-    """The fleet DAG is scheduled daily: unpausing it creates a run for the latest interval, on the DAG's
-    default fleet. With ``max_active_runs=1`` it would hold our manual run back, so it is marked failed."""
-    runs = [r for r in airflow.dag_runs(FLEET) if r["run_type"] != "manual"]
-    for run in runs:
-        if run["state"] in ("queued", "running"):
-            airflow.request("PATCH", f"/api/v2/dags/{FLEET}/dagRuns/{run['dag_run_id']}", json={"state": "failed"})
-    return len(runs)
+def scheduled_fleet_runs(airflow: Deployment) -> list[dict[str, Any]]:
+    """Runs of the fleet DAG that nobody triggered. The DAG has no schedule by default (unpausing a
+    scheduled DAG also runs its latest slot, which sent the command twice): there must be none."""
+    return [r for r in airflow.dag_runs(FLEET) if r["run_type"] != "manual"]
 
 
 def prepare_fleet(airflow: Deployment) -> None:
-    """Unpause the fleet DAG and get its catch-up-free scheduled run out of the way (once per session)."""
-    if FLEET in _UNPAUSED:
-        fail_scheduled_fleet_runs(airflow)
-        return
+    """Unpause the fleet DAG; being unscheduled, it starts no run of its own."""
     unpause(airflow, FLEET)
-    deadline = time.monotonic() + 30
-    while not fail_scheduled_fleet_runs(airflow) and time.monotonic() < deadline:
-        time.sleep(0.5)
+    assert not scheduled_fleet_runs(airflow)
 
 
 def creates(sim: Any, vehicle_ids: Iterable[str], command: str = "CLIMATE_OFF") -> dict[str, int]:
@@ -232,7 +223,7 @@ def test_fleet_mixed_outcomes_retry_exactly_as_classified(
 
     def on_poll(tis: list[dict[str, Any]]) -> None:
         seen(tis)
-        fail_scheduled_fleet_runs(airflow)
+        assert not scheduled_fleet_runs(airflow), "the scheduler started a fleet run nobody triggered"
 
     run = airflow.wait_run(FLEET, run_id, timeout=420, on_poll=on_poll, interval=1.0)
 
@@ -324,7 +315,7 @@ def test_triggerer_sigkill_and_restart_resumes_every_wait(
     seen = StateLog()
 
     def all_deferred() -> bool:
-        fail_scheduled_fleet_runs(airflow)
+        assert not scheduled_fleet_runs(airflow), "the scheduler started a fleet run nobody triggered"
         tis = mapped_tis(airflow, FLEET, run_id, "climate_off")
         seen(list(tis.values()))
         return len(tis) == len(fleet) and all(
