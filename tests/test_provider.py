@@ -122,7 +122,14 @@ def test_example_dags_parse_without_errors():
 
     bag = DagBag(dag_folder=str(ROOT / "example_dags"))
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == {"volteras_climate_off", "volteras_send_command", "volteras_fleet_climate_off"}
+    assert set(bag.dag_ids) == {
+        "volteras_climate_off",
+        "volteras_send_command",
+        "volteras_fleet_climate_off",
+        "volteras_fleet_climate_off_batch",
+        "volteras_unlock_doors_approved",
+        "volteras_after_climate_off",
+    }
 
 
 README = (ROOT / "README.md").read_text()
