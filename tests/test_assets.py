@@ -169,5 +169,5 @@ def test_consumer_example_is_scheduled_on_the_executed_command_asset():
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    [asset] = list(module.dag.timetable.asset_condition.iter_assets().values())
+    [asset] = list(module.dag.timetable.asset_condition.objects)
     assert asset.uri == "volteras://vehicles/sim-ok-demo-1/commands/CLIMATE_OFF"
