@@ -1,0 +1,225 @@
+"""What a person sees in the example DAGs: trigger forms, refusals at trigger time, docs, the approval step."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import shutil
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from airflow_provider_volteras.catalogue import get_command_spec
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "example_dags"
+
+
+def load(airflow_home: Path, name: str):
+    """Copy an example into the DAGS_FOLDER (``dag.test()`` syncs from there) and import it."""
+    target = airflow_home / "dags" / f"{name}.py"
+    target.parent.mkdir(exist_ok=True)
+    shutil.copy(EXAMPLES / f"{name}.py", target)
+    spec = importlib.util.spec_from_file_location(f"ux_{name}", target)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.dag
+
+
+@pytest.fixture(scope="module")
+def examples(airflow_db):
+    return {
+        name: load(airflow_db, name)
+        for name in ("volteras_climate_off", "volteras_send_command", "volteras_unlock_doors_approved")
+    }
+
+
+# -- trigger forms -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dag_id", ["volteras_climate_off", "volteras_send_command", "volteras_unlock_doors_approved"])
+def test_every_param_has_a_title_and_a_description(examples, dag_id):
+    params = examples[dag_id].params
+    for key in params:
+        param = params.get_param(key)
+        assert param.schema.get("title") and len(param.description or "") > 20, key
+    vehicle = params.get_param("vehicle_id")
+    assert vehicle.value == "sim-ok-demo-1"
+    for test_id in ("sim-ok-demo-1", "sim-fail-OEM_OAUTH_TOKEN_EXPIRED"):
+        assert test_id in vehicle.description
+
+
+def test_the_arguments_field_shows_its_real_default(examples):
+    arguments = examples["volteras_send_command"].params.get_param("arguments")
+    assert arguments.value == {}  # the form shows {} and {} is what is sent: no arguments
+    for shape in ('{"limit": 80}', '"driverTemperature": 21'):
+        assert shape in arguments.description
+
+
+GOOD = [
+    ("CLIMATE_OFF", {}),
+    ("CLIMATE_OFF", None),
+    ("SET_TEMPERATURE", {"driverTemperature": 21, "passengerTemperature": 20.5}),
+    ("SET_CHARGE_LIMIT", {"limit": 80}),
+]
+BAD = [
+    ("SET_CHARGE_LIMIT", {"limit": "80%"}),
+    ("SET_CHARGE_LIMIT", {"limit": 120}),
+    ("SET_CHARGE_LIMIT", {"limit": 80.5}),
+    ("SET_TEMPERATURE", {"driverTemperature": 40, "passengerTemperature": 20}),
+    ("SET_TEMPERATURE", {"driverTemperature": 21}),
+    ("CLIMATE_OFF", {"foo": 1}),
+    ("SET_TEMPERATURE", [21, 21]),
+]
+
+
+@pytest.mark.parametrize(("command", "arguments"), GOOD)
+def test_good_arguments_pass_the_form(examples, command, arguments):
+    import copy
+
+    params = copy.deepcopy(examples["volteras_send_command"].params)
+    params.update({"command": command, "arguments": arguments})
+    assert params.validate()["arguments"] == arguments
+
+
+def test_the_form_bounds_are_the_catalogue_bounds(examples):
+    shapes = {s["title"]: s for s in examples["volteras_send_command"].params.get_param("arguments").schema["oneOf"]}
+    for command in ("SET_TEMPERATURE", "SET_CHARGE_LIMIT"):
+        for field in get_command_spec(command).payload:
+            prop = shapes[command]["properties"][field.api_name]
+            assert (prop["minimum"], prop["maximum"]) == (field.minimum, field.maximum)
+            assert prop["type"] == ("integer" if field.integer else "number")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("command", "arguments"), BAD)
+def test_bad_arguments_are_refused_when_the_run_is_triggered(sim, examples, command, arguments):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    conf = {"vehicle_id": "sim-ok-demo-1", "command": command, "arguments": arguments}
+    with pytest.raises(ParamValidationError, match="arguments"):
+        examples["volteras_send_command"].test(run_conf=conf)
+    assert sim.state.counters()["requests"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("vehicle_id", ["car/../1", "car 1", ""])
+def test_a_bad_vehicle_id_is_refused_when_the_run_is_triggered(sim, examples, vehicle_id):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError, match="vehicle_id"):
+        examples["volteras_climate_off"].test(run_conf={"vehicle_id": vehicle_id})
+    assert sim.state.counters()["requests"] == 0
+
+
+# -- the two-task pattern's docs -------------------------------------------------------------------
+
+
+def test_the_two_task_dag_says_where_the_outcome_is_and_how_to_send_again(examples):
+    dag = examples["volteras_climate_off"]
+    doc = dag.doc_md
+    for part in (
+        "the run's outcome is the sensor's state",
+        "Storage",
+        "volteras_command_execution",
+        'Clear `climate_off` with "Downstream"',
+        "Clearing only `wait_for_climate_off` never sends anything",
+    ):
+        assert part in doc, part
+    assert "Green here does NOT mean the car executed it" in dag.task_dict["climate_off"].doc_md
+    assert "never sends anything" in dag.task_dict["wait_for_climate_off"].doc_md
+
+
+# -- human approval before UNLOCK_DOORS -------------------------------------------------------------
+
+
+def test_the_unlock_waits_for_a_human_approval(examples):
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+    from airflow_provider_volteras.operators.commands import UnlockDoorsOperator
+
+    dag = examples["volteras_unlock_doors_approved"]
+    approve, unlock = dag.task_dict["approve_unlock"], dag.task_dict["unlock_doors"]
+    assert isinstance(approve, ApprovalOperator) and isinstance(unlock, UnlockDoorsOperator)
+    assert unlock.upstream_task_ids == {"approve_unlock"}
+    assert unlock.trigger_rule == "all_success"
+    assert approve.defaults == ["Reject"] and approve.response_timeout is not None
+    assert "{{ params.vehicle_id }}" in approve.subject
+
+
+def _respond_when_asked(dag_id: str, chosen: str | None, done: threading.Event) -> threading.Thread:
+    """Stand in for a person: once the approval task waits for input, answer it the way the REST API's
+    PATCH .../hitlDetails does (``chosen`` set), or let its deadline pass and run the scheduler's
+    timeout sweep (``chosen`` None)."""
+
+    def respond() -> None:
+        from sqlalchemy import select
+
+        from airflow._shared.timezones import timezone
+        from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+        from airflow.models.hitl import HITLDetail
+        from airflow.models.taskinstance import TaskInstance as TI
+        from airflow.models.trigger import handle_event_submit
+        from airflow.triggers.base import TriggerEvent
+        from airflow.utils.session import create_session
+        from airflow.utils.state import TaskInstanceState
+
+        deadline = time.monotonic() + 120
+        while not done.is_set() and time.monotonic() < deadline:
+            with create_session() as session:
+                ti = session.scalar(
+                    select(TI).where(
+                        TI.dag_id == dag_id,
+                        TI.task_id == "approve_unlock",
+                        TI.state == TaskInstanceState.AWAITING_INPUT,
+                    )
+                )
+                if ti is not None:
+                    if chosen is None:
+                        time.sleep(1.5)  # past the test's 1 s response timeout
+                        runner = SimpleNamespace(log=logging.getLogger("test.hitl"))
+                        SchedulerJobRunner.check_awaiting_input_timeouts(runner)
+                        return
+                    detail = session.scalar(select(HITLDetail).where(HITLDetail.ti_id == ti.id))
+                    detail.chosen_options = [chosen]
+                    detail.params_input = {}
+                    detail.responded_at = timezone.utcnow()
+                    session.add(detail)
+                    handle_event_submit(TriggerEvent(detail.as_resume_event_payload()), task_instance=ti, session=session)
+                    return
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=respond, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("answer", "unlock_state", "creates"),
+    [
+        ("Approve", "success", {"sim-ok-demo-1": {"UNLOCK_DOORS": 1}}),
+        ("Reject", "skipped", {}),
+        (None, "skipped", {}),  # no answer before the deadline: the default, Reject
+    ],
+)
+def test_only_an_approval_unlocks(sim, examples, answer, unlock_state, creates):
+    dag = examples["volteras_unlock_doors_approved"]
+    approve = dag.task_dict["approve_unlock"]
+    saved = approve.response_timeout
+    approve.response_timeout = timedelta(seconds=1) if answer is None else saved
+    done = threading.Event()
+    responder = _respond_when_asked(dag.dag_id, answer, done)
+    try:
+        run = dag.test(run_conf={"vehicle_id": "sim-ok-demo-1", "reason": "delivery"})
+    finally:
+        done.set()
+        approve.response_timeout = saved
+        responder.join(5)
+    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+    assert states == {"approve_unlock": "success", "unlock_doors": unlock_state}
+    assert sim.state.counters()["creates"] == creates
