@@ -269,7 +269,7 @@ def _outcome_note(retryable: bool, task_kind: TaskKind = "operator") -> str:
     if not retryable:
         return "fatal: Airflow will NOT retry the task"
     if task_kind == "sensor":
-        return "retryable: Airflow will retry this sensor, which only checks the same execution again"
+        return "retryable: Airflow will retry this sensor, which re-checks the same execution"
     return "retryable: Airflow will retry the task if it has retries left"
 
 
