@@ -270,7 +270,7 @@ def _outcome_note(retryable: bool, task_kind: TaskKind = "operator") -> str:
         return "fatal: Airflow will NOT retry the task"
     if task_kind == "sensor":
         return "retryable: Airflow will retry this sensor, which re-checks the same execution"
-    return "retryable: Airflow will retry the task if it has retries left"
+    return "retryable: Airflow will retry the task"
 
 
 def _headline(command: str, vehicle_id: str, outcome: str, retryable: bool, task_kind: TaskKind = "operator") -> str:
