@@ -42,6 +42,14 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_volteras.triggers.command_execution"],
             },
         ],
+        # ``volteras://vehicles/<id>/commands/<COMMAND>``: the asset an executed command records.
+        "asset-uris": [
+            {
+                "schemes": ["volteras"],
+                "handler": "airflow_provider_volteras.assets.sanitize_uri",
+                "factory": "airflow_provider_volteras.assets.command_asset",
+            }
+        ],
         "connection-types": [
             {
                 "hook-class-name": "airflow_provider_volteras.hooks.volteras.VolterasHook",

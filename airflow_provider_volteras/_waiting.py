@@ -15,12 +15,19 @@ from typing import TYPE_CHECKING, Any, cast
 from airflow_provider_volteras._core.basics import STATUS_EXECUTED, STATUS_FAILED, is_terminal
 from airflow_provider_volteras._core.events import WaitEvent, failure_from_payload
 from airflow_provider_volteras._core.waiting import RECOVERABLE_POLL_ERRORS
+from airflow_provider_volteras.assets import record_executed
 from airflow_provider_volteras.exceptions import (
     VolterasCommandError,
     VolterasError,
-    VolterasRetryableCommandError,
 )
-from airflow_provider_volteras.failures import DelayKind, api_failure, command_failure, pending_at_deadline
+from airflow_provider_volteras.failures import (
+    DelayKind,
+    TaskKind,
+    api_failure,
+    command_failure,
+    pending_at_deadline,
+    unexpected_outcome,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -44,6 +51,13 @@ class PlainReason(str):
     """
 
     __slots__ = ()
+
+
+def default_deferrable() -> bool:
+    """``[operators] default_deferrable``, read as Airflow's own and other providers' operators read it."""
+    from airflow.sdk.configuration import conf
+
+    return bool(conf.getboolean("operators", "default_deferrable", fallback=False))
 
 
 def reason_overrides(value: Iterable[str] | str | None, name: str) -> tuple[str, ...]:
@@ -82,6 +96,10 @@ class CommandWaitMixin:
     retryable_reasons: Iterable[str]
     fatal_reasons: Iterable[str]
     log: Any
+    #: Chooses the recovery steps in failure messages: a sensor never sends, an operator does.
+    task_kind: TaskKind = "operator"
+    #: The task that sent the command, when it is another task (the sensor's upstream operator).
+    sent_by: str | None = None
 
     if TYPE_CHECKING:
 
@@ -112,9 +130,16 @@ class CommandWaitMixin:
             except RECOVERABLE_POLL_ERRORS as err:
                 self.log.warning("Could not read execution %s yet (%s); waiting for it", execution_id, err)
             except VolterasError as err:
-                raise api_failure(err, vehicle_id=vehicle_id, command=label, execution_id=execution_id) from err
+                raise api_failure(
+                    err,
+                    vehicle_id=vehicle_id,
+                    command=label,
+                    execution_id=execution_id,
+                    task_kind=self.task_kind,
+                    sent_by=self.sent_by,
+                ) from err
         if is_terminal(execution):
-            return self.finish(execution, vehicle_id, label)
+            return self.finish(execution, vehicle_id, label, context)
         started = time.time()
         deadline = started + self.wait_timeout
         if self.deferrable:
@@ -146,10 +171,17 @@ class CommandWaitMixin:
                 vehicle_id, execution_id, deadline=deadline, poll_interval=self.wait_poll_interval, command=command
             )
         except VolterasError as err:
-            raise api_failure(err, vehicle_id=vehicle_id, command=label, execution_id=execution_id) from err
+            raise api_failure(
+                err,
+                vehicle_id=vehicle_id,
+                command=label,
+                execution_id=execution_id,
+                task_kind=self.task_kind,
+                sent_by=self.sent_by,
+            ) from err
         if final is None:
-            raise pending_at_deadline(vehicle_id, label, execution_id, time.time() - started)
-        return self.finish(final, vehicle_id, label)
+            raise pending_at_deadline(vehicle_id, label, execution_id, time.time() - started, task_kind=self.task_kind)
+        return self.finish(final, vehicle_id, label, context)
 
     def execute_complete(self, context: Context, event: WaitEvent | None = None) -> dict[str, Any]:
         """Resume after the trigger fired. Every event is handled; none falls through to success.
@@ -166,29 +198,32 @@ class CommandWaitMixin:
         if status in ("executed", "failed"):
             problem = self._event_problem(payload, execution)
             if problem is None:
-                return self.finish(cast(dict[str, Any], execution), vehicle_id, command)
-            raise VolterasRetryableCommandError(
-                f"Volteras command {command} on vehicle {vehicle_id}: the trigger's answer is not about what this "
-                f"task waits for ({problem}); the outcome is unknown. Airflow will retry the task.",
-                vehicle_id=vehicle_id,
-                command=command,
-                execution_id=execution_id,
+                return self.finish(cast(dict[str, Any], execution), vehicle_id, command, context)
+            raise unexpected_outcome(
+                vehicle_id,
+                command,
+                execution_id,
+                f"the trigger's answer is not about what this task waits for ({problem})",
                 reason="UNEXPECTED_ANSWER",
             )
         if status == "timeout":
             raise pending_at_deadline(
-                vehicle_id, command, execution_id, self.wait_timeout, status_read=isinstance(execution, dict)
+                vehicle_id,
+                command,
+                execution_id,
+                self.wait_timeout,
+                status_read=isinstance(execution, dict),
+                task_kind=self.task_kind,
             )
         if status == "error":
             raise failure_from_payload(
                 payload.get("error"), vehicle_id=vehicle_id, command=command, execution_id=execution_id
             )
-        raise VolterasRetryableCommandError(
-            f"Volteras command {command} on vehicle {vehicle_id}: the trigger sent an event this provider does not "
-            f"understand ({str(event)[:200]}); the outcome is unknown. Airflow will retry the task.",
-            vehicle_id=vehicle_id,
-            command=command,
-            execution_id=execution_id,
+        raise unexpected_outcome(
+            vehicle_id,
+            command,
+            execution_id,
+            f"an event this provider does not understand: {event}",
             reason="UNKNOWN_EVENT",
         )
 
@@ -212,7 +247,9 @@ class CommandWaitMixin:
         """What this task waits for, as event keys (``None`` for what it does not know); see subclasses."""
         return {}
 
-    def finish(self, execution: dict[str, Any], vehicle_id: str, command: str) -> dict[str, Any]:
+    def finish(
+        self, execution: dict[str, Any], vehicle_id: str, command: str, context: Context | None = None
+    ) -> dict[str, Any]:
         status = execution.get("status")
         command = str(execution.get("command") or command)
         if status == STATUS_EXECUTED:
@@ -223,18 +260,19 @@ class CommandWaitMixin:
                 execution.get("id"),
                 execution.get("executedAt"),
             )
+            if context is not None:
+                record_executed(context, vehicle_id, command, execution)
             return execution
         if status == STATUS_FAILED:
             error = self.command_failure_of(execution, vehicle_id, command)
             if error.retryable and error.delay_kind == DelayKind.RATE_LIMITED.value:
                 error.rate_limit_window_seconds = self._rate_limit_window(vehicle_id)
             raise error
-        raise VolterasRetryableCommandError(
-            f"Volteras command {command} on vehicle {vehicle_id} (execution {execution.get('id')}) ended the wait "
-            f"with status {str(status)[:40]!r}, which is neither EXECUTED nor FAILED. Airflow will retry the task.",
-            vehicle_id=vehicle_id,
-            command=command,
-            execution_id=execution.get("id"),
+        raise unexpected_outcome(
+            vehicle_id,
+            command,
+            execution.get("id"),
+            f"status {status!r}, which is neither EXECUTED nor FAILED",
             reason="UNEXPECTED_STATUS",
         )
 
@@ -246,6 +284,8 @@ class CommandWaitMixin:
             command=command,
             retryable_reasons=self.retryable_reasons,
             fatal_reasons=self.fatal_reasons,
+            task_kind=self.task_kind,
+            sent_by=self.sent_by,
         )
 
     def _rate_limit_window(self, vehicle_id: str) -> int | None:

@@ -100,7 +100,9 @@ def executed_extra(execution: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def record_executed(context: Context | Mapping[str, Any], vehicle_id: str, command: str, execution: Mapping[str, Any]) -> bool:
+def record_executed(
+    context: Context | Mapping[str, Any], vehicle_id: str, command: str, execution: Mapping[str, Any]
+) -> bool:
     """Record the asset event of an ``EXECUTED`` execution; call it when a command task succeeds.
 
     Returns whether an event was recorded: only when the task declares the executed-command alias in

@@ -374,12 +374,10 @@ def already_final(error: VolterasCommandError, *, task_id: str | None = None) ->
 
     Nothing is sent; the message says how to send it again (delete the state-store key, clear the task).
     """
-    first, _, rest = str(error).partition("\n")
+    _, _, rest = str(error).partition("\n")
     details = [line.strip() for line in rest.splitlines() if line.strip() and "send the command again" not in line]
     message = _lines(
-        _headline(
-            error.command, error.vehicle_id, f"FAILED in an earlier try: {safe_text(error.reason, 120)}", False
-        ),
+        _headline(error.command, error.vehicle_id, f"FAILED in an earlier try: {safe_text(error.reason, 120)}", False),
         "Not sent again: an earlier try of this task already got this final answer.",
         *details,
         f"To send the command again once the cause is fixed: {state_store_steps(task_id)}",

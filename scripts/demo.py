@@ -23,6 +23,8 @@ def main() -> int:
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "example_dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        # Wait for commands in the triggerer (the operators follow this setting, as Airflow's own do).
+        "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
         "VOLTERAS_EXAMPLE_RETRY_SECONDS": "2",
     }
     print(f"== Airflow home {home}: migrating the metadata DB")

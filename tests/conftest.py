@@ -18,6 +18,8 @@ os.environ["AIRFLOW_HOME"] = str(_HOME)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_HOME / "dags")
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
+# The operators follow [operators] default_deferrable (Airflow ships it False); the suite runs deferrable.
+os.environ["AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE"] = "True"
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
 os.environ.pop("AIRFLOW_CONN_VOLTERAS_DEFAULT", None)
 

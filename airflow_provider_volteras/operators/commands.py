@@ -29,7 +29,14 @@ from airflow_provider_volteras._core.intent import (
     id_digest,
     in_flight_record,
 )
-from airflow_provider_volteras._waiting import CommandWaitMixin, PlainReason, reason_overrides, seconds
+from airflow_provider_volteras._waiting import (
+    CommandWaitMixin,
+    PlainReason,
+    default_deferrable,
+    reason_overrides,
+    seconds,
+)
+from airflow_provider_volteras.assets import with_executed_alias
 from airflow_provider_volteras.catalogue import CommandSpec, VehicleCommand, build_payload, get_command_spec
 from airflow_provider_volteras.exceptions import (
     VolterasCommandInProgressError,
@@ -40,7 +47,7 @@ from airflow_provider_volteras.exceptions import (
     VolterasRetryableCommandError,
     VolterasUnexpectedResponseError,
 )
-from airflow_provider_volteras.failures import DelayKind, api_failure
+from airflow_provider_volteras.failures import DelayKind, already_final, api_failure, state_store_steps
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -74,7 +81,8 @@ class VolterasCommandOperator(CommandWaitMixin, BaseOperator):
     :param volteras_conn_id: The Volteras connection.
     :param wait_for_completion: Wait for ``EXECUTED``/``FAILED`` (default). When ``False`` the task
         returns the created execution at once (feed its ``id`` to ``CommandExecutionSensor``).
-    :param deferrable: Wait in the triggerer, freeing the worker slot (default ``True``).
+    :param deferrable: Wait in the triggerer, freeing the worker slot. Default: ``[operators]
+        default_deferrable``, as for Airflow's own operators.
     :param poll_interval: Longest pause between two status checks, in seconds (polls start ~1 s apart).
     :param timeout: How long to wait for the command to end, in seconds or a ``timedelta``; a command
         still pending then fails the task (retryable).
@@ -96,7 +104,7 @@ class VolterasCommandOperator(CommandWaitMixin, BaseOperator):
         arguments: dict[str, Any] | None = None,
         volteras_conn_id: str = "volteras_default",
         wait_for_completion: bool = True,
-        deferrable: bool = True,
+        deferrable: bool | None = None,
         poll_interval: float | timedelta = DEFAULT_POLL_INTERVAL,
         timeout: float | timedelta = DEFAULT_WAIT_TIMEOUT,
         if_in_progress: IfInProgress = "wait",
@@ -104,13 +112,14 @@ class VolterasCommandOperator(CommandWaitMixin, BaseOperator):
         fatal_reasons: Iterable[str] | str = (),
         **kwargs: Any,
     ) -> None:
+        kwargs["outlets"] = with_executed_alias(kwargs.get("outlets"))
         super().__init__(**kwargs)
         self.vehicle_id = vehicle_id
         self.command = command.value if isinstance(command, VehicleCommand) else command
         self.arguments = arguments
         self.volteras_conn_id = volteras_conn_id
         self.wait_for_completion = wait_for_completion
-        self.deferrable = deferrable
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.wait_poll_interval = seconds(poll_interval, "poll_interval")
         self.wait_timeout = seconds(timeout, "timeout")
         if if_in_progress not in ("wait", "fail", "skip"):
@@ -261,8 +270,8 @@ class VolterasCommandOperator(CommandWaitMixin, BaseOperator):
             raise VolterasRetryableCommandError(
                 f"Volteras command {command} on vehicle {vehicle_id}: an earlier try's create was answered with "
                 "success, but the answer could not be read and the execution is not listed yet. Not sending it "
-                "again; Airflow will retry the task and look for it again. To send a new command instead, delete "
-                f"this task instance's state-store key '{STATE_KEY}' and clear the task.",
+                "again; Airflow will retry the task and look for it again. To send a new command instead: "
+                f"{state_store_steps(getattr(self, 'task_id', None))}",
                 vehicle_id=vehicle_id,
                 command=command,
                 reason="CREATE_OUTCOME_UNKNOWN",
@@ -303,15 +312,7 @@ class VolterasCommandOperator(CommandWaitMixin, BaseOperator):
             return None
         # A fatal outcome is final for this task instance: never re-send it on our own (a task can run
         # again without a person, e.g. when the scheduler mislabels a deferral as a failure).
-        raise VolterasFatalCommandError(
-            f"An earlier try of this task already got a final answer. {error} To send the command again once "
-            f"the cause is fixed, delete the task's state-store key '{STATE_KEY}' (REST: DELETE "
-            f".../taskInstances/{{task_id}}/state-store/{STATE_KEY}) and clear the task, or start a new DAG run.",
-            vehicle_id=vehicle_id,
-            command=command,
-            execution_id=execution["id"],
-            reason=error.reason,
-        )
+        raise already_final(error, task_id=getattr(self, "task_id", None))
 
     # -- sending ----------------------------------------------------------------------------------
 

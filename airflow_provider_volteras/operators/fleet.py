@@ -34,7 +34,7 @@ from airflow_provider_volteras._core.basics import (
     validate_id,
 )
 from airflow_provider_volteras._core.intent import arguments_match, describe_arguments, id_digest
-from airflow_provider_volteras._waiting import seconds
+from airflow_provider_volteras._waiting import default_deferrable, seconds
 from airflow_provider_volteras.catalogue import CommandSpec, VehicleCommand, build_payload, get_command_spec
 from airflow_provider_volteras.exceptions import (
     VolterasCommandError,
@@ -253,6 +253,7 @@ class VolterasFleetCommandOperator(BaseOperator):
     :param arguments: The command's JSON arguments, API names (templated).
     :param volteras_conn_id: The connection.
     :param deferrable: Wait in the triggerer (one trigger for all vehicles); ``False`` waits in the worker.
+        Default: ``[operators] default_deferrable``.
     :param poll_interval: Longest pause between two status checks of one execution (polls start ~1 s apart).
     :param timeout: How long to wait for the commands to end; a command still pending then is a
         retryable failure of its vehicle (the retry re-attaches to it).
@@ -274,7 +275,7 @@ class VolterasFleetCommandOperator(BaseOperator):
         command: str | VehicleCommand,
         arguments: dict[str, Any] | None = None,
         volteras_conn_id: str = "volteras_default",
-        deferrable: bool = True,
+        deferrable: bool | None = None,
         poll_interval: float | timedelta = DEFAULT_POLL_INTERVAL,
         timeout: float | timedelta = DEFAULT_WAIT_TIMEOUT,
         max_concurrent_creates: int = 8,
@@ -288,7 +289,7 @@ class VolterasFleetCommandOperator(BaseOperator):
         self.command = command.value if isinstance(command, VehicleCommand) else command
         self.arguments = arguments
         self.volteras_conn_id = volteras_conn_id
-        self.deferrable = deferrable
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.wait_poll_interval = seconds(poll_interval, "poll_interval")
         self.wait_timeout = seconds(timeout, "timeout")
         if isinstance(max_concurrent_creates, bool) or not isinstance(max_concurrent_creates, int):

@@ -11,9 +11,10 @@ from airflow.sdk import BaseSensorOperator
 
 from airflow_provider_volteras._core.basics import DEFAULT_POLL_INTERVAL, DEFAULT_WAIT_TIMEOUT, is_terminal, validate_id
 from airflow_provider_volteras._core.waiting import RECOVERABLE_POLL_ERRORS
-from airflow_provider_volteras._waiting import CommandWaitMixin, reason_overrides, seconds
+from airflow_provider_volteras._waiting import CommandWaitMixin, default_deferrable, reason_overrides, seconds
+from airflow_provider_volteras.assets import with_executed_alias
 from airflow_provider_volteras.exceptions import VolterasError, VolterasInvalidInputError, VolterasNotFoundError
-from airflow_provider_volteras.failures import api_failure
+from airflow_provider_volteras.failures import TaskKind, api_failure, sender_task_id
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -31,7 +32,8 @@ class CommandExecutionSensor(CommandWaitMixin, BaseSensorOperator):
     :param vehicle_id: Volteras vehicle id (templated).
     :param command_execution_id: The execution to wait for (templated).
     :param volteras_conn_id: The Volteras connection.
-    :param deferrable: Wait in the triggerer (default ``True``); otherwise poll in the worker.
+    :param deferrable: Wait in the triggerer; otherwise poll in the worker. Default: ``[operators]
+        default_deferrable`` (set it to ``True``, or pass ``True``, to free the worker slot while waiting).
     :param poke_interval: Longest pause between two status checks, in seconds (polls start ~1 s apart).
     :param timeout: How long to wait, in seconds or a ``timedelta``; a command still pending then
         fails the task (retryable, unlike a plain sensor timeout).
@@ -40,6 +42,7 @@ class CommandExecutionSensor(CommandWaitMixin, BaseSensorOperator):
     """
 
     template_fields: Sequence[str] = ("vehicle_id", "command_execution_id")
+    task_kind: TaskKind = "sensor"
     ui_color = "#e8f7ff"
 
     def __init__(
@@ -48,18 +51,21 @@ class CommandExecutionSensor(CommandWaitMixin, BaseSensorOperator):
         vehicle_id: str,
         command_execution_id: str,
         volteras_conn_id: str = "volteras_default",
-        deferrable: bool = True,
+        deferrable: bool | None = None,
         poke_interval: float | timedelta = DEFAULT_POLL_INTERVAL,
         timeout: float | timedelta = DEFAULT_WAIT_TIMEOUT,
         retryable_reasons: Iterable[str] | str = (),
         fatal_reasons: Iterable[str] | str = (),
+        sent_by_task_id: str | None = None,
         **kwargs: Any,
     ) -> None:
+        kwargs["outlets"] = with_executed_alias(kwargs.get("outlets"))
         super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
         self.vehicle_id = vehicle_id
         self.command_execution_id = command_execution_id
         self.volteras_conn_id = volteras_conn_id
-        self.deferrable = deferrable
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.sent_by = sent_by_task_id or sender_task_id(command_execution_id)
         self.wait_poll_interval = seconds(poke_interval, "poke_interval")
         self.wait_timeout = seconds(timeout, "timeout")
         self.retryable_reasons = reason_overrides(retryable_reasons, "retryable_reasons")
@@ -78,7 +84,9 @@ class CommandExecutionSensor(CommandWaitMixin, BaseSensorOperator):
             vehicle_id = validate_id(self.vehicle_id)
             execution_id = validate_id(self.command_execution_id, "command_execution_id")
         except VolterasInvalidInputError as err:
-            raise api_failure(err, vehicle_id=str(self.vehicle_id)[:80], command="command") from err
+            raise api_failure(
+                err, vehicle_id=str(self.vehicle_id)[:80], command="command", task_kind="sensor", sent_by=self.sent_by
+            ) from err
         try:
             try:
                 return vehicle_id, self.hook.get_command_execution(vehicle_id, execution_id)
@@ -92,7 +100,14 @@ class CommandExecutionSensor(CommandWaitMixin, BaseSensorOperator):
                     raise
                 self.log.warning("Could not read execution %s yet (%s); waiting for it", execution_id, err)
         except VolterasError as err:
-            raise api_failure(err, vehicle_id=vehicle_id, command="command", execution_id=execution_id) from err
+            raise api_failure(
+                err,
+                vehicle_id=vehicle_id,
+                command="command",
+                execution_id=execution_id,
+                task_kind="sensor",
+                sent_by=self.sent_by,
+            ) from err
         return vehicle_id, {"id": execution_id, "vehicleId": vehicle_id, "status": None}
 
     def expected_execution(self) -> dict[str, str | None]:

@@ -497,7 +497,7 @@ def test_hostile_templated_values_in_dag_runs(
     assert sim.state.counters()["requests"] == 0
     out, _ = capfd.readouterr()
     logs = out + "\n".join(r.getMessage() for r in caplog.records)
-    refusals = logs.count("[VolterasInvalidInputError]. Airflow will NOT retry the task. Fix the task's arguments.")
+    refusals = logs.count("refused before sending: VolterasInvalidInputError (fatal: Airflow will NOT retry the task)")
     assert refusals >= len(states), f"only {refusals} clear refusals logged for {len(states)} tasks"
     STATS["hostile_inputs"] += len(states)
 

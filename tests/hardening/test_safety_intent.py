@@ -394,7 +394,7 @@ def test_a_fatal_answer_from_an_earlier_try_is_not_resent_even_when_only_in_flig
     store = Store(fail_on={"created"})
     run(ClimateOffOperator(task_id="t", vehicle_id=vehicle, wait_for_completion=False), store)
     store.fail_on.clear()
-    with pytest.raises(VolterasFatalCommandError, match="already got a final answer"):
+    with pytest.raises(VolterasFatalCommandError, match="already got this final answer"):
         run(ClimateOffOperator(task_id="t", vehicle_id=vehicle, deferrable=False, timeout=10), store)
     assert posts(sim, vehicle) == 1
 

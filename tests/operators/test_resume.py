@@ -73,7 +73,7 @@ def test_retryable_failure_sends_a_new_command(sim):
 
 def test_fatal_failure_is_reported_again_without_sending(sim):
     execution_id, store = earlier_try(sim, "car-r4", outcome="FAILED", failed_reason="OEM_OAUTH_TOKEN_EXPIRED", delay=0)
-    with pytest.raises(VolterasFatalCommandError, match="already got a final answer") as info:
+    with pytest.raises(VolterasFatalCommandError, match="already got this final answer") as info:
         execute("car-r4", store)
     assert info.value.execution_id == execution_id and info.value.reason == "OEM_OAUTH_TOKEN_EXPIRED"
     assert STATE_KEY in str(info.value)
