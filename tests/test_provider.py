@@ -140,7 +140,7 @@ def test_readme_failure_table_matches_the_code(reason):
     info = FAILED_REASONS[reason]
     [row] = [line for line in README.splitlines() if line.startswith(f"| `{reason}` |")]
     assert ("**fatal**" in row) == (not info.retryable)
-    assert info.meaning in row
+    assert info.meaning in row and info.action in row
 
 
 @pytest.mark.parametrize("name", sorted(cls.__name__ for cls in OPERATORS.values()))
