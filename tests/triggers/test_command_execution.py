@@ -165,3 +165,34 @@ async def test_waiting_in_the_worker_and_in_the_triggerer_fail_alike(sim, monkey
         triggerer.retryable,
     )
     assert worker.reason == "RESOURCE_NOT_FOUND"
+
+
+async def test_clients_sharing_a_session_keep_their_own_connection_retry_settings(sim):
+    """Two connections with the same credentials share one session; each keeps its own max_retries."""
+    from airflow_provider_volteras._core.settings import ClientSettings
+    from airflow_provider_volteras.exceptions import VolterasServerError
+
+    execution_id = create(sim, "car-retry-set", outcome="EXECUTED", delay=0)
+
+    class Conn:
+        def __init__(self, conn_id: str, max_retries: int) -> None:
+            self.conn_id, self.login, self.password, self.host = (
+                conn_id,
+                "volteras-sim-client",
+                "volteras-sim-secret",
+                sim.base_url,
+            )
+            self.schema, self.port = None, None
+            self.extra_dejson = {"max_retries": max_retries, "retry_max_wait": 0.1, "timeout": 5}
+
+    patient = ClientSettings.from_connection(Conn("patient", 3))
+    impatient = ClientSettings.from_connection(Conn("impatient", 0))
+    async with _async_client.AsyncVolterasClient.lend(patient) as first:
+        async with _async_client.AsyncVolterasClient.lend(impatient) as second:
+            assert first._shared is second._shared  # one session for both
+            await first.get_command_execution("car-retry-set", execution_id)  # token in hand
+            sim.state.add_fault("status", method="GET", path="command-executions/", status=503, count=1)
+            with pytest.raises(VolterasServerError):
+                await second.get_command_execution("car-retry-set", execution_id)
+            sim.state.add_fault("status", method="GET", path="command-executions/", status=503, count=2)
+            assert (await first.get_command_execution("car-retry-set", execution_id))["id"] == execution_id
