@@ -8,7 +8,7 @@ mode polls in the worker with the same schedule (:func:`_core.waiting.watch_flow
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
@@ -51,6 +51,17 @@ class PlainReason(str):
     """
 
     __slots__ = ()
+
+
+def is_static(value: Any) -> bool:
+    """True when ``value`` is final at DAG-parse time (not a Jinja template or an XCom reference)."""
+    if isinstance(value, str):
+        return "{{" not in value and "{%" not in value
+    if isinstance(value, (list, tuple)):
+        return all(is_static(v) for v in value)
+    if isinstance(value, Mapping):
+        return all(is_static(v) for v in value.values())
+    return isinstance(value, (int, float, bool, type(None)))
 
 
 def default_deferrable() -> bool:
@@ -130,14 +141,7 @@ class CommandWaitMixin:
             except RECOVERABLE_POLL_ERRORS as err:
                 self.log.warning("Could not read execution %s yet (%s); waiting for it", execution_id, err)
             except VolterasError as err:
-                raise api_failure(
-                    err,
-                    vehicle_id=vehicle_id,
-                    command=label,
-                    execution_id=execution_id,
-                    task_kind=self.task_kind,
-                    sent_by=self.sent_by,
-                ) from err
+                raise self.api_failure_of(err, vehicle_id, label, execution_id) from err
         if is_terminal(execution):
             return self.finish(execution, vehicle_id, label, context)
         started = time.time()
@@ -171,14 +175,7 @@ class CommandWaitMixin:
                 vehicle_id, execution_id, deadline=deadline, poll_interval=self.wait_poll_interval, command=command
             )
         except VolterasError as err:
-            raise api_failure(
-                err,
-                vehicle_id=vehicle_id,
-                command=label,
-                execution_id=execution_id,
-                task_kind=self.task_kind,
-                sent_by=self.sent_by,
-            ) from err
+            raise self.api_failure_of(err, vehicle_id, label, execution_id) from err
         if final is None:
             raise pending_at_deadline(vehicle_id, label, execution_id, time.time() - started, task_kind=self.task_kind)
         return self.finish(final, vehicle_id, label, context)
@@ -274,6 +271,19 @@ class CommandWaitMixin:
             execution.get("id"),
             f"status {status!r}, which is neither EXECUTED nor FAILED",
             reason="UNEXPECTED_STATUS",
+        )
+
+    def api_failure_of(
+        self, error: Exception, vehicle_id: str, command: str, execution_id: str | None = None
+    ) -> VolterasCommandError:
+        """The task exception for an API or input error, worded for this kind of task."""
+        return api_failure(
+            error,
+            vehicle_id=vehicle_id,
+            command=command,
+            execution_id=execution_id,
+            task_kind=self.task_kind,
+            sent_by=self.sent_by,
         )
 
     def command_failure_of(self, execution: dict[str, Any], vehicle_id: str, command: str) -> VolterasCommandError:

@@ -6,7 +6,7 @@ operators are thin subclasses made from the command catalogue (:mod:`airflow_pro
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -33,6 +33,7 @@ from airflow_provider_volteras._waiting import (
     CommandWaitMixin,
     PlainReason,
     default_deferrable,
+    is_static,
     reason_overrides,
     seconds,
 )
@@ -55,15 +56,6 @@ if TYPE_CHECKING:
     from airflow_provider_volteras.hooks.volteras import VolterasHook
 
 IfInProgress = Literal["wait", "fail", "skip"]
-
-
-def _is_static(value: Any) -> bool:
-    """True when ``value`` is final at DAG-parse time (not a Jinja template or an XCom reference)."""
-    if isinstance(value, str):
-        return "{{" not in value and "{%" not in value
-    if isinstance(value, Mapping):
-        return all(_is_static(v) for v in value.values())
-    return isinstance(value, (int, float, bool, type(None)))
 
 
 class VolterasCommandOperator(CommandWaitMixin, BaseOperator):
@@ -128,11 +120,11 @@ class VolterasCommandOperator(CommandWaitMixin, BaseOperator):
         self.retryable_reasons = reason_overrides(retryable_reasons, "retryable_reasons")
         self.fatal_reasons = reason_overrides(fatal_reasons, "fatal_reasons")
         # Refuse what is already wrong at parse time; templated values are checked when the task runs.
-        if _is_static(self.vehicle_id):
+        if is_static(self.vehicle_id):
             validate_id(self.vehicle_id)
-        if _is_static(self.command):
+        if is_static(self.command):
             get_command_spec(self.command)
-            if _is_static(self.command_arguments()):
+            if is_static(self.command_arguments()):
                 build_payload(self.command, self.command_arguments())
 
     def command_arguments(self) -> dict[str, Any] | None:
@@ -625,7 +617,7 @@ def _typed_arguments(op: _CatalogueOperator) -> dict[str, Any]:
     args: dict[str, Any] = {}
     for field in op.spec.payload:
         value = getattr(op, field.param_name)
-        if isinstance(value, str) and _is_static(value):
+        if isinstance(value, str) and is_static(value):
             try:
                 value = int(value) if field.integer and value.strip().lstrip("-").isdigit() else float(value)
             except ValueError:

@@ -34,7 +34,7 @@ from airflow_provider_volteras._core.basics import (
     validate_id,
 )
 from airflow_provider_volteras._core.intent import arguments_match, describe_arguments, id_digest
-from airflow_provider_volteras._waiting import default_deferrable, seconds
+from airflow_provider_volteras._waiting import default_deferrable, is_static, reason_overrides, seconds
 from airflow_provider_volteras.catalogue import CommandSpec, VehicleCommand, build_payload, get_command_spec
 from airflow_provider_volteras.exceptions import (
     VolterasCommandError,
@@ -93,16 +93,6 @@ def chunk_label_template(size: int = 500, field: str = "vehicle_ids") -> str:
         f"{{% else %}}vehicles {{{{ {first} }}}}–{{{{ ti.map_index * {int(size)} + {ids} | length }}}} "
         f"({{{{ {ids}[0] }}}} … {{{{ {ids}[-1] }}}}){{% endif %}}"
     )
-
-
-def _is_static(value: Any) -> bool:
-    if isinstance(value, str):
-        return "{{" not in value and "{%" not in value
-    if isinstance(value, (list, tuple)):
-        return all(_is_static(v) for v in value)
-    if isinstance(value, Mapping):
-        return all(_is_static(v) for v in value.values())
-    return isinstance(value, (int, float, bool, type(None)))
 
 
 def _vehicle_list(value: Any) -> list[str]:
@@ -280,8 +270,8 @@ class VolterasFleetCommandOperator(BaseOperator):
         timeout: float | timedelta = DEFAULT_WAIT_TIMEOUT,
         max_concurrent_creates: int = 8,
         if_in_progress: IfInProgress = "wait",
-        retryable_reasons: Iterable[str] = (),
-        fatal_reasons: Iterable[str] = (),
+        retryable_reasons: Iterable[str] | str = (),
+        fatal_reasons: Iterable[str] | str = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -300,13 +290,13 @@ class VolterasFleetCommandOperator(BaseOperator):
         if if_in_progress not in ("wait", "fail", "skip"):
             raise ValueError(f"if_in_progress must be 'wait', 'fail' or 'skip', got {if_in_progress!r}")
         self.if_in_progress = if_in_progress
-        self.retryable_reasons = tuple(retryable_reasons)
-        self.fatal_reasons = tuple(fatal_reasons)
-        if _is_static(self.vehicle_ids) and isinstance(self.vehicle_ids, (list, tuple)):
+        self.retryable_reasons = reason_overrides(retryable_reasons, "retryable_reasons")
+        self.fatal_reasons = reason_overrides(fatal_reasons, "fatal_reasons")
+        if is_static(self.vehicle_ids) and isinstance(self.vehicle_ids, (list, tuple)):
             _vehicle_list(self.vehicle_ids)
-        if _is_static(self.command):
+        if is_static(self.command):
             get_command_spec(self.command)
-            if _is_static(self.command_arguments()):
+            if is_static(self.command_arguments()):
                 build_payload(self.command, self.command_arguments())
 
     def command_arguments(self) -> dict[str, Any] | None:

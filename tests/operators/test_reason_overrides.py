@@ -6,6 +6,7 @@ import pytest
 
 from airflow_provider_volteras.failures import command_failure
 from airflow_provider_volteras.operators.commands import ClimateOffOperator, PlainReason
+from airflow_provider_volteras.operators.fleet import FleetClimateOffOperator
 from airflow_provider_volteras.sensors.command_execution import CommandExecutionSensor
 
 
@@ -21,12 +22,14 @@ def test_one_string_is_one_reason_not_its_characters():
     assert failure.retryable is False
 
 
-@pytest.mark.parametrize("cls", [ClimateOffOperator, CommandExecutionSensor])
+@pytest.mark.parametrize("cls", [ClimateOffOperator, CommandExecutionSensor, FleetClimateOffOperator])
 @pytest.mark.parametrize("name", ["fatal_reasons", "retryable_reasons"])
 def test_a_typo_is_refused_when_the_dag_is_parsed(cls, name):
-    kwargs = {"vehicle_id": "car-1"}
+    kwargs: dict = {"vehicle_id": "car-1"}
     if cls is CommandExecutionSensor:
         kwargs["command_execution_id"] = "e-1"
+    if cls is FleetClimateOffOperator:
+        kwargs = {"vehicle_ids": ["car-1"]}
     with pytest.raises(ValueError, match="OEM_VEHICLE_OFLINE.*not a documented failedReason"):
         cls(task_id="t", **kwargs, **{name: ["OEM_VEHICLE_OFLINE"]})
 
