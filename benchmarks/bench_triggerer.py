@@ -7,7 +7,12 @@ Imports everything first and touches ``--ready``; then reads one JSON line from 
 baseline RSS and CPU time, and runs one trigger per item the way the triggerer does (created one by
 one with ``await asyncio.sleep(0)`` in between, each in its own task, iterated to its end). A ticker
 coroutine sleeping 50 ms measures the event-loop lag and samples RSS. Writes the measurements to
-``--out``. Nothing but the triggers talks to the simulator from this process.
+``--out``. Nothing but the triggers talks to the simulator from this process. Every garbage
+collection is timed too (``gc.callbacks``): a full collection stops the event loop.
+
+Diagnostics (environment): ``BENCH_PROFILE=PREFIX`` dumps a cProfile of the measured phase to
+``PREFIX.<impl>``; ``BENCH_GC_SNAPSHOT=FILE`` writes the objects the collector tracks, by type, at the
+start and 8 s in.
 """
 
 from __future__ import annotations
@@ -62,6 +67,43 @@ def make_factory(impl: str, poll_interval: float, token: str | None) -> Any:
     return theirs
 
 
+async def _gc_snapshot(wall0: float) -> None:
+    """Diagnostics (``BENCH_GC_SNAPSHOT=FILE``): objects the collector tracks, by type, at start and after 8 s."""
+    from collections import Counter
+
+    before = Counter(type(o).__qualname__ for o in gc.get_objects())
+    await asyncio.sleep(max(0.0, 8.0 - (time.perf_counter() - wall0)))
+    after = Counter(type(o).__qualname__ for o in gc.get_objects())
+    diff = {k: v for k, v in (after - before).most_common(40)}
+    with open(os.environ["BENCH_GC_SNAPSHOT"], "w") as f:
+        json.dump({"tracked_before": sum(before.values()), "tracked_after": sum(after.values()), "diff": diff}, f)
+
+
+class GcPauses:
+    """Times the garbage collector's runs (``gc.callbacks``): a full collection stops the event loop too."""
+
+    def __init__(self) -> None:
+        self.started: float | None = None
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        gc.callbacks.append(self)
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+        elif self.started is not None:
+            self.pauses[info["generation"]].append(time.perf_counter() - self.started)
+            self.started = None
+
+    def close(self) -> None:
+        gc.callbacks.remove(self)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            f"gen{g}": {"count": len(p), "total_ms": sum(p) * 1000, "max_ms": max(p, default=0.0) * 1000}
+            for g, p in self.pauses.items()
+        }
+
+
 async def bench(impl: str, items: list[list[Any]], factory: Any) -> dict[str, Any]:
     n = len(items)
     gc.collect()
@@ -69,18 +111,20 @@ async def bench(impl: str, items: list[list[Any]], factory: Any) -> dict[str, An
     peak_rss = base_rss
     worst_lag = 0.0
     lags: list[float] = []
+    worst_lag_at = 0.0
     stop = asyncio.Event()
     event_times: dict[str, float] = {}
     statuses: dict[str, int] = {}
 
     async def ticker() -> None:
-        nonlocal peak_rss, worst_lag
+        nonlocal peak_rss, worst_lag, worst_lag_at
         while not stop.is_set():
             t = time.perf_counter()
             await asyncio.sleep(TICK)
             lag = time.perf_counter() - t - TICK
             lags.append(lag)
-            worst_lag = max(worst_lag, lag)
+            if lag > worst_lag:
+                worst_lag, worst_lag_at = lag, t + TICK - wall0
             peak_rss = max(peak_rss, rss_bytes())
 
     async def drive(trigger: Any, execution_id: str) -> None:
@@ -90,10 +134,12 @@ async def bench(impl: str, items: list[list[Any]], factory: Any) -> dict[str, An
             status = payload.get("status") if isinstance(payload, dict) else repr(payload)
             statuses[str(status)] = statuses.get(str(status), 0) + 1
 
+    gc_pauses = GcPauses()
     cpu0 = time.process_time()
     wall0 = time.perf_counter()
     start_epoch = time.time()
     tick_task = asyncio.create_task(ticker())
+    snapshot_task = asyncio.create_task(_gc_snapshot(wall0)) if os.environ.get("BENCH_GC_SNAPSHOT") else None
     tasks: list[asyncio.Task[None]] = []
     for vehicle_id, execution_id, _ in items:
         await asyncio.sleep(0)  # like TriggerRunner.create_triggers
@@ -107,6 +153,9 @@ async def bench(impl: str, items: list[list[Any]], factory: Any) -> dict[str, An
     cpu = time.process_time() - cpu0
     stop.set()
     await tick_task
+    gc_pauses.close()
+    if snapshot_task is not None:
+        await snapshot_task
     lags.sort()
     return {
         "impl": impl,
@@ -119,6 +168,8 @@ async def bench(impl: str, items: list[list[Any]], factory: Any) -> dict[str, An
         "created_after_seconds": created_after,
         "start_epoch": start_epoch,
         "worst_lag": worst_lag,
+        "worst_lag_at": worst_lag_at,
+        "gc": gc_pauses.summary(),
         "p99_lag": lags[int(0.99 * (len(lags) - 1))] if lags else 0.0,
         "statuses": statuses,
         "errors": errors[:5],
@@ -266,6 +317,8 @@ def run_case(ctx: Any, impl: str, n: int, delay_range: tuple[float, float], poll
         "rss_peak_mib": res["peak_rss"] / 2**20,
         "rss_per_trigger_kib": (res["peak_rss"] - res["base_rss"]) / n / 1024,
         "worst_lag_ms": res["worst_lag"] * 1000,
+        "worst_lag_at_s": res["worst_lag_at"],
+        "gc": res["gc"],
         "p99_lag_ms": res["p99_lag"] * 1000,
         "wall_seconds": res["wall_seconds"],
         "observed_terminal": observed,
@@ -288,7 +341,7 @@ def main() -> int:
     import airflow.sdk
 
     if args.impl == "ours":
-        import httpx  # noqa: F401
+        import aiohttp
 
         import airflow_provider_volteras.failures
         import airflow_provider_volteras.hooks._async
