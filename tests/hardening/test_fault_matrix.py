@@ -72,6 +72,8 @@ class Case:
     trigger_outcome: str | None = None
     trigger_deadline: float = 20.0
     final_has: tuple[tuple[str, Any], ...] = ()  # (key, value) the final execution carries
+    # Seconds of 404s a wait tolerates as a read-after-write lag (the default is 60 s).
+    not_found_grace: float | None = None
 
     def vehicle_id(self, transport: str) -> str:
         suffix = f"-d{self.delay:g}" if self.delay is not None else ""
@@ -121,8 +123,13 @@ CASES: tuple[Case, ...] = (
         final_has=(("failedReason", TEXT_REASON), ("status", "FAILED")),
     ),
     Case(
+        "poll-404-lag",
+        (fault("status", POLL, 2, status=404),),
+    ),
+    Case(
         "poll-404",
         (fault("status", POLL, None, status=404),),
+        not_found_grace=2.0,
         outcome="error",
         error=VolterasNotFoundError,
         retryable=False,
@@ -322,6 +329,10 @@ def _params(transport: str) -> list[Any]:
 
 def _arrange(sim: Any, monkeypatch: pytest.MonkeyPatch, case: Case) -> None:
     use_connection(monkeypatch, sim, **case.extra)
+    if case.not_found_grace is not None:
+        from airflow_provider_volteras._core import waiting
+
+        monkeypatch.setattr(waiting, "NOT_FOUND_GRACE", case.not_found_grace)
     if case.revoke_scope:
         sim.state.configure(grant_commands_scope=False)
     for spec in case.faults:

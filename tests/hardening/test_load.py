@@ -85,7 +85,7 @@ def test_thousand_concurrent_trigger_waits(sim: Any, monkeypatch: pytest.MonkeyP
     assert counters["createsTotal"] == N and counters["createAttempts"] == 0, "a trigger must never create"
     assert counters["faultsApplied"] == FAULTED_VEHICLES * FAULTS_EACH, "every injected fault was met"
     ratio = counters["faultsApplied"] / counters["polls"]
-    assert 0.02 <= ratio <= 0.10, f"{ratio:.1%} of the polls were faulted"
+    assert 0.015 <= ratio <= 0.10, f"{ratio:.1%} of the polls were faulted"
     assert max(counters["pollsByExecution"].values()) <= 12, "a wait polled far more than its schedule"
     assert elapsed < 90, f"the fleet took {elapsed:.0f} s"
     STATS["faults_applied"] += counters["faultsApplied"]
