@@ -35,10 +35,17 @@ if TYPE_CHECKING:
     from airflow_provider_volteras.hooks.volteras import VolterasHook
 
 
-def seconds(value: float | timedelta, name: str) -> float:
+def seconds(value: float | timedelta, name: str, *, minimum: float = 0.0) -> float:
+    """A duration parameter in seconds: above ``minimum`` (and above 0), under a week."""
     total = value.total_seconds() if isinstance(value, timedelta) else value
-    if isinstance(total, bool) or not isinstance(total, (int, float)) or not 0 < total < 7 * 24 * 3600:
-        raise ValueError(f"{name} must be a positive number of seconds (or a timedelta) under a week, got {value!r}")
+    if (
+        isinstance(total, bool)
+        or not isinstance(total, (int, float))
+        or not 0 < total < 7 * 24 * 3600
+        or total < minimum
+    ):
+        floor = f"at least {minimum:g}" if minimum else "a positive number of"
+        raise ValueError(f"{name} must be {floor} seconds (or a timedelta) under a week, got {value!r}")
     return float(total)
 
 

@@ -44,21 +44,31 @@ class VehicleCommand(str, Enum):
 
 @dataclass(frozen=True)
 class PayloadField:
-    """One JSON field of a command's request body, with the bounds the provider enforces."""
+    """One JSON field of a command's request body, with the bounds the provider enforces.
+
+    Only what the API documents (the type) and physical sense (finite; a percentage from 0 to 100)
+    is checked here; vehicles differ, and the API refuses what a vehicle cannot do with a validation
+    error, which fails the task with the API's message.
+    """
 
     api_name: str
     """Name in the JSON body (camelCase), e.g. ``driverTemperature``."""
     param_name: str
     """Name of the typed operator parameter, e.g. ``driver_temperature``."""
     integer: bool
-    minimum: float
-    maximum: float
+    minimum: float | None
+    maximum: float | None
     unit: str
+
+    def describe(self) -> str:
+        kind = "a whole number" if self.integer else "a finite number"
+        if self.minimum is None or self.maximum is None:
+            return f"{kind} ({self.unit})"
+        return f"{kind} from {self.minimum:g} to {self.maximum:g} {self.unit}"
 
     def validate(self, value: Any, command: VehicleCommand) -> int | float:
         """Return ``value`` as a JSON number, or raise with a message that says what is accepted."""
-        kind = "a whole number" if self.integer else "a number"
-        expected = f"{kind} from {self.minimum:g} to {self.maximum:g} {self.unit}"
+        expected = self.describe()
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise VolterasInvalidInputError(
                 f"{command.value}: '{self.api_name}' must be {expected}, got {type(value).__name__} {_shown(value)}."
@@ -66,7 +76,7 @@ class PayloadField:
         if isinstance(value, float) and not math.isfinite(value):
             raise VolterasInvalidInputError(f"{command.value}: '{self.api_name}' must be {expected}, got {value!r}.")
         # The range check comes first: it is exact for any int, while float() of a huge int raises OverflowError.
-        if not self.minimum <= value <= self.maximum:
+        if (self.minimum is not None and value < self.minimum) or (self.maximum is not None and value > self.maximum):
             raise VolterasInvalidInputError(
                 f"{command.value}: '{self.api_name}' must be {expected}, got {_shown(value)} (out of range)."
             )
@@ -108,9 +118,11 @@ class CommandSpec:
         return f"command-execution:{self.slug}"
 
 
-TEMPERATURE_MIN_C = 15.0
-TEMPERATURE_MAX_C = 28.0
-CHARGE_LIMIT_MIN_PERCENT = 50
+#: The API documents no temperature range (vehicles differ): any finite number is sent.
+TEMPERATURE_MIN_C: float | None = None
+TEMPERATURE_MAX_C: float | None = None
+#: A state of charge is a percentage; which limits a vehicle accepts is the API's to say.
+CHARGE_LIMIT_MIN_PERCENT = 0
 CHARGE_LIMIT_MAX_PERCENT = 100
 
 _C = VehicleCommand

@@ -557,6 +557,10 @@ def sender_task_id(command_execution_id: Any) -> str | None:
 _TASK_IDS = re.compile(r"""task_ids\s*=\s*['"]([A-Za-z0-9_.\-]+)['"]""")
 
 
+#: The longest rate-limit window a retry waits for, whatever ``/v1/rate-limits`` says.
+MAX_RATE_LIMIT_WINDOW = timedelta(days=1)
+
+
 class VolterasRetryPolicy(RetryPolicy):
     """An Airflow 3.3 ``retry_policy`` that waits as long as the failure's nature calls for.
 
@@ -586,7 +590,9 @@ class VolterasRetryPolicy(RetryPolicy):
         kind = DelayKind(error.delay_kind) if error.delay_kind else DelayKind.TRANSIENT
         delay = self.delays[kind]
         if kind is DelayKind.RATE_LIMITED and error.rate_limit_window_seconds:
-            delay = max(delay, timedelta(seconds=error.rate_limit_window_seconds))
+            # The window comes from the API: believe it up to a day (a huge one would overflow timedelta).
+            window = min(float(error.rate_limit_window_seconds), MAX_RATE_LIMIT_WINDOW.total_seconds())
+            delay = max(delay, timedelta(seconds=window))
         return delay
 
     def evaluate(

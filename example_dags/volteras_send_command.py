@@ -5,8 +5,8 @@ deferrable task sends the command and waits until the car executed it: **green m
 
 | command | arguments |
 | --- | --- |
-| `SET_TEMPERATURE` | `{"driverTemperature": 21, "passengerTemperature": 20.5}` (15 to 28 °C) |
-| `SET_CHARGE_LIMIT` | `{"limit": 80}` (whole percent, 50 to 100) |
+| `SET_TEMPERATURE` | `{"driverTemperature": 21, "passengerTemperature": 20.5}` (°C; the vehicle decides what it accepts) |
+| `SET_CHARGE_LIMIT` | `{"limit": 80}` (whole percent, 0 to 100) |
 | every other command | `{}` |
 
 The arguments' shape and ranges are checked when the run is triggered (a bad value is refused with a
@@ -33,7 +33,7 @@ from airflow_provider_volteras.catalogue import CREATABLE_COMMANDS
 from airflow_provider_volteras.failures import VolterasRetryPolicy
 from airflow_provider_volteras.operators.commands import VolterasCommandOperator
 
-_CELSIUS = {"type": "number", "minimum": 15, "maximum": 28}
+_CELSIUS = {"type": "number"}
 
 #: The argument shapes the API accepts, checked by Airflow when the run is triggered.
 ARGUMENT_SHAPES = [
@@ -48,7 +48,7 @@ ARGUMENT_SHAPES = [
     {
         "title": "SET_CHARGE_LIMIT",
         "type": "object",
-        "properties": {"limit": {"type": "integer", "minimum": 50, "maximum": 100}},
+        "properties": {"limit": {"type": "integer", "minimum": 0, "maximum": 100}},
         "required": ["limit"],
         "additionalProperties": False,
     },
@@ -93,8 +93,8 @@ with DAG(
             oneOf=ARGUMENT_SHAPES,
             title="Arguments",
             description=(
-                'SET_TEMPERATURE: {"driverTemperature": 21, "passengerTemperature": 20.5} (15 to 28 °C). '
-                'SET_CHARGE_LIMIT: {"limit": 80} (whole percent, 50 to 100). Every other command: {}.'
+                'SET_TEMPERATURE: {"driverTemperature": 21, "passengerTemperature": 20.5} (°C; the vehicle decides what it accepts). '
+                'SET_CHARGE_LIMIT: {"limit": 80} (whole percent, 0 to 100). Every other command: {}.'
             ),
         ),
     },

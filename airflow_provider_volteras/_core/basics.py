@@ -51,3 +51,24 @@ def validate_id(value: Any, what: str = "vehicle_id") -> str:
 
 def is_terminal(execution: Mapping[str, Any]) -> bool:
     return execution.get("status") in TERMINAL_STATUSES
+
+
+#: Longest execution id believed from an answer (or accepted from XCom).
+MAX_ISSUED_ID_LENGTH = 500
+
+
+def validate_issued_id(value: Any, what: str = "command_execution_id") -> str:
+    """Check an id the API issued (an execution id): non-empty text, bounded, printable, no whitespace.
+
+    Issued ids are not held to the rules of ids users type (the API may use ``+``, ``/`` or ``=``);
+    they are always percent-encoded as one path segment when used.
+    """
+    if not isinstance(value, str):
+        raise VolterasInvalidInputError(f"{what} must be a string, got {type(value).__name__}.")
+    if not value or len(value) > MAX_ISSUED_ID_LENGTH:
+        raise VolterasInvalidInputError(f"{what} must be 1 to {MAX_ISSUED_ID_LENGTH} characters long.")
+    if not value.isprintable() or any(c.isspace() for c in value) or value in (".", ".."):
+        raise VolterasInvalidInputError(
+            f"{what} {value[:60]!r} is not an id the API issues (control characters, spaces, or only dots)."
+        )
+    return value

@@ -13,6 +13,9 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from airflow_provider_volteras._core.basics import validate_issued_id
+from airflow_provider_volteras.exceptions import VolterasInvalidInputError
+
 #: Key of the task state store entry that remembers the execution a task created (do not rename).
 STATE_KEY = "volteras_command_execution"
 
@@ -54,21 +57,12 @@ def describe_arguments(arguments: Any) -> str:
     return text if len(text) <= 200 else text[:200] + "..."
 
 
-#: Longest execution id believed from an answer.
-MAX_ISSUED_ID_LENGTH = 500
-
-
 def issued_id(value: Any) -> str | None:
-    """``value`` if it can be an execution id the API issued: non-empty text, bounded, printable.
-
-    Issued ids are not held to the rules of ids users type (the API may use ``+``, ``/`` or ``=``);
-    they are always percent-encoded as one path segment when used.
-    """
-    if not isinstance(value, str) or not value or len(value) > MAX_ISSUED_ID_LENGTH:
+    """``value`` if it can be an execution id the API issued (see ``validate_issued_id``), else ``None``."""
+    try:
+        return validate_issued_id(value)
+    except VolterasInvalidInputError:
         return None
-    if not value.isprintable() or any(c.isspace() for c in value) or value in (".", ".."):
-        return None
-    return value
 
 
 def id_digest(execution_id: str) -> str:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+import time
+from typing import Any
 
-if TYPE_CHECKING:
-    import tenacity
+import tenacity
 
 from airflow_provider_volteras._core.settings import ClientSettings
 from airflow_provider_volteras.exceptions import (
@@ -36,10 +36,25 @@ class _BackoffOrRetryAfter:
         return float(wait)
 
 
+class _StopAtDeadline(tenacity.stop.stop_base):
+    """Stop retrying when the next pause would end after an absolute deadline (epoch seconds)."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return time.time() + (retry_state.upcoming_sleep or 0.0) >= self.deadline
+
+
 def retry_kwargs(
-    settings: ClientSettings, log: logging.Logger | Any, *, retry_on: tuple[type[BaseException], ...] = TRANSIENT_ERRORS
+    settings: ClientSettings,
+    log: logging.Logger | Any,
+    *,
+    retry_on: tuple[type[BaseException], ...] = TRANSIENT_ERRORS,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments for ``tenacity.Retrying`` / ``AsyncRetrying``: bounded attempts and total time."""
+    """Keyword arguments for ``tenacity.Retrying`` / ``AsyncRetrying``: bounded attempts and total time,
+    and, inside a wait, no retry whose pause would end after the wait's ``deadline`` (epoch seconds)."""
     import tenacity
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
@@ -53,11 +68,16 @@ def retry_kwargs(
             wait,
         )
 
+    stop = (
+        tenacity.stop_after_attempt(settings.max_retries + 1)
+        | tenacity.stop_after_delay(settings.retry_total_seconds)
+        | tenacity.stop_before_delay(settings.retry_total_seconds)
+    )
+    if deadline is not None:
+        stop = stop | _StopAtDeadline(deadline)
     return {
         "retry": tenacity.retry_if_exception_type(retry_on),
-        "stop": tenacity.stop_after_attempt(settings.max_retries + 1)
-        | tenacity.stop_after_delay(settings.retry_total_seconds)
-        | tenacity.stop_before_delay(settings.retry_total_seconds),
+        "stop": stop,
         "wait": _BackoffOrRetryAfter(settings),
         "before_sleep": before_sleep,
         "reraise": True,

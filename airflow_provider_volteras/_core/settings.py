@@ -90,6 +90,10 @@ class ClientSettings:
             extra = conn.extra_dejson or {}
         except Exception:  # noqa: BLE001 - extra that is not JSON
             raise VolterasConfigurationError(f"Connection '{conn_id}': extra is not valid JSON.") from None
+        if not isinstance(extra, dict):
+            raise VolterasConfigurationError(
+                f"Connection '{conn_id}': extra must be a JSON object of settings, got a JSON {type(extra).__name__}."
+            )
         # The connection form may store its fields as ``extra__volteras__<name>``; empty ones mean "unset".
         extra = {
             (k[len(_FORM_PREFIX) :] if k.startswith(_FORM_PREFIX) else k): v

@@ -15,6 +15,7 @@ from airflow_provider_volteras._core.wire import ApiRequest, RawResponse, token_
 from airflow_provider_volteras.exceptions import (
     VolterasApiError,
     VolterasAuthenticationError,
+    VolterasError,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -27,6 +28,13 @@ class _Token:
     access_token: str = field(repr=False)
     refresh_token: str | None = field(repr=False)
     expires_at: float
+    lifetime: float = math.inf
+
+
+def refresh_lead(settings: ClientSettings, lifetime: float) -> float:
+    """Seconds before expiry to renew: the connection's lead, but never more than half the token's
+    lifetime (a lead longer than the lifetime would request a token on every call)."""
+    return min(settings.token_refresh_lead, lifetime / 2)
 
 
 class TokenCache:
@@ -45,7 +53,7 @@ class TokenCache:
     def valid(self, settings: ClientSettings) -> str | None:
         with self._lock:
             tok = self._tokens.get(settings.cache_key)
-        if tok and self.clock() < tok.expires_at - settings.token_refresh_lead:
+        if tok and self.clock() < tok.expires_at - refresh_lead(settings, tok.lifetime):
             return tok.access_token
         return None
 
@@ -56,7 +64,7 @@ class TokenCache:
 
     def store(self, settings: ClientSettings, access: str, refresh: str | None, expires_in: float) -> None:
         with self._lock:
-            self._tokens[settings.cache_key] = _Token(access, refresh, self.clock() + expires_in)
+            self._tokens[settings.cache_key] = _Token(access, refresh, self.clock() + expires_in, expires_in)
 
     def invalidate(self, settings: ClientSettings, access_token: str | None = None) -> None:
         """Forget the access token (only if it is still ``access_token``), keeping the refresh token."""
@@ -112,16 +120,24 @@ def renew_flow(
 ) -> Generator[ApiRequest, RawResponse, tuple[str, str | None]]:
     """Get a new access token: the refresh grant when a refresh token is held, else client credentials.
 
-    Returns ``(access_token, refresh_token)`` and stores them in ``cache``. A refused refresh token
-    falls back to client credentials once.
+    Returns ``(access_token, refresh_token)`` and stores them in ``cache``. Whatever goes wrong with
+    the refresh grant (refused, a server error, no answer, an unreadable answer), the refresh token is
+    dropped and client credentials are used instead: a broken refresh grant never sticks.
     """
     refresh = cache.refresh_token(settings)
-    request = token_request(settings, refresh)
-    resp = yield request
-    if refresh and 400 <= resp.status < 500:
+    if refresh:
+        request = token_request(settings, refresh)
+        try:
+            resp = yield request
+            if 200 <= resp.status < 300:
+                access, new_refresh, expires_in = parse_token(resp, request)
+                cache.store(settings, access, new_refresh or refresh, expires_in)
+                return access, new_refresh
+        except VolterasError:
+            pass  # the transport's error for this request, or an unreadable answer: fall back below
         cache.drop_refresh(settings)
-        request = token_request(settings)
-        resp = yield request
+    request = token_request(settings)
+    resp = yield request
     try:
         access, new_refresh, expires_in = parse_token(resp, request)
     except VolterasAuthenticationError as err:

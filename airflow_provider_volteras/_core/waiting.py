@@ -78,6 +78,17 @@ RECOVERABLE_POLL_ERRORS: tuple[type[VolterasError], ...] = (
 )
 #: Seconds of 404s, with no readable answer in between, after which "not found" is believed.
 NOT_FOUND_GRACE = 60.0
+#: Longest wait, in seconds, for the one status read made after a wait's deadline.
+FINAL_READ_GRACE = 3.0
+#: The shortest pause between two status checks a task may ask for (less is a tight loop on the API).
+MIN_POLL_INTERVAL = 0.1
+#: When a long wait logs that it is still waiting: first after this many seconds, then at most once a minute.
+PROGRESS_FIRST, PROGRESS_EVERY = 30.0, 60.0
+
+
+def final_read_grace(settings: Any) -> float:
+    """How long the last read after a wait's deadline may take: short, and within the request timeout."""
+    return float(min(getattr(settings, "timeout", FINAL_READ_GRACE), FINAL_READ_GRACE))
 
 
 def watch_flow(plan: WaitPlan, log: logging.Logger | Any, what: str) -> Generator[float, Any, dict[str, Any] | None]:
@@ -89,12 +100,25 @@ def watch_flow(plan: WaitPlan, log: logging.Logger | Any, what: str) -> Generato
     """
     failures = 0
     not_found_since: float | None = None
+    started = time.time()
+    next_progress = started + PROGRESS_FIRST
+    status = "not read yet"
     while True:
         pause = plan.next_sleep()
         if pause is None:
             return None
         if failures:
             pause = min(pause + plan.backoff(failures), max(0.0, plan.deadline - time.time()))
+        if time.time() >= next_progress:
+            log.info(
+                "%s: status %s after %.0f s; next check in %.0f s (waiting until %s)",
+                what,
+                status,
+                time.time() - started,
+                pause,
+                time.strftime("%H:%M:%S UTC", time.gmtime(plan.deadline)),
+            )
+            next_progress = time.time() + PROGRESS_EVERY
         outcome = yield pause
         if isinstance(outcome, BaseException):
             if not isinstance(outcome, RECOVERABLE_POLL_ERRORS):
@@ -110,5 +134,6 @@ def watch_flow(plan: WaitPlan, log: logging.Logger | Any, what: str) -> Generato
             continue
         failures = 0
         not_found_since = None
+        status = str(outcome.get("status") if isinstance(outcome, dict) else "unknown")
         if is_terminal(outcome):
             return cast(dict[str, Any], outcome)

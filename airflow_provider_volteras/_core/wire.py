@@ -9,9 +9,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar, cast
 from urllib.parse import quote, urlencode
 
-from airflow_provider_volteras._core.basics import (
-    validate_id,
-)
+from airflow_provider_volteras._core.basics import validate_id, validate_issued_id
 from airflow_provider_volteras._core.settings import ClientSettings
 from airflow_provider_volteras.catalogue import VehicleCommand, build_payload, get_command_spec
 from airflow_provider_volteras.exceptions import VolterasInvalidInputError, VolterasTransportError
@@ -121,7 +119,7 @@ def create_command_request(
 
 def get_execution_request(vehicle_id: str, execution_id: str) -> ApiRequest:
     v = _seg(validate_id(vehicle_id))
-    e = _seg(validate_id(execution_id, "command_execution_id"))
+    e = _seg(validate_issued_id(execution_id))
     return ApiRequest("GET", f"/v1/vehicles/{v}/command-executions/{e}")
 
 
@@ -151,7 +149,39 @@ def list_executions_request(
     return ApiRequest("GET", f"/v1/vehicles/{_seg(validate_id(vehicle_id))}/command-executions", params=params or None)
 
 
-ADOPTION_PAGE_SIZE = 20
+#: Pages one listing may read: with ``MAX_PAGE_SIZE`` results each, 5,000 executions.
+MAX_LISTING_PAGES = 50
+
+
+class Pager:
+    """Bookkeeping of one paginated listing: refuses a repeated page token and too many pages."""
+
+    def __init__(self, max_pages: int = MAX_LISTING_PAGES) -> None:
+        self.max_pages = max_pages
+        self.pages = 0
+        self.seen: set[str] = set()
+
+    def next_token(self, token: str | None, request: ApiRequest) -> str | None:
+        """The token of the next page to read (``None`` at the end), after one more page was read."""
+        from airflow_provider_volteras.exceptions import VolterasUnexpectedResponseError
+
+        self.pages += 1
+        if not token:
+            return None
+        if token in self.seen:
+            raise VolterasUnexpectedResponseError(
+                f"the listing repeated page token {token[:40]!r} after {self.pages} page(s); stopped reading it",
+                method=request.method,
+                path=request.path,
+            )
+        if self.pages >= self.max_pages:
+            raise VolterasUnexpectedResponseError(
+                f"the listing still had more pages after {self.pages} pages; stopped reading it",
+                method=request.method,
+                path=request.path,
+            )
+        self.seen.add(token)
+        return token
 
 
 def command_filter(command: str | VehicleCommand, status: str | None = None) -> list[dict[str, str]]:
@@ -189,22 +219,35 @@ def transport_error(
 
 
 def drive(gen: Generator[Any, Any, T], step: Callable[[Any], Any]) -> T:
-    """Run a protocol generator to its end, answering each thing it yields with ``step(thing)``."""
+    """Run a protocol generator to its end, answering each thing it yields with ``step(thing)``.
+
+    When ``step`` raises, the error is thrown into the generator at its ``yield``: a flow may handle
+    it (e.g. fall back from a failed refresh grant) or let it propagate.
+    """
     answer: Any = None
+    error: Exception | None = None
     while True:
         try:
-            request = gen.send(answer)
+            request = gen.send(answer) if error is None else gen.throw(error)
         except StopIteration as stop:
             return cast(T, stop.value)
-        answer = step(request)
+        try:
+            answer, error = step(request), None
+        except Exception as err:  # noqa: BLE001 - handed to the generator, which decides
+            answer, error = None, err
 
 
 async def adrive(gen: Generator[Any, Any, T], step: Callable[[Any], Awaitable[Any]]) -> T:
-    """Run a protocol generator to its end, answering each thing it yields with ``await step(thing)``."""
+    """Run a protocol generator to its end, answering each thing it yields with ``await step(thing)``
+    (errors are thrown into the generator, as in :func:`drive`)."""
     answer: Any = None
+    error: Exception | None = None
     while True:
         try:
-            request = gen.send(answer)
+            request = gen.send(answer) if error is None else gen.throw(error)
         except StopIteration as stop:
             return cast(T, stop.value)
-        answer = await step(request)
+        try:
+            answer, error = await step(request), None
+        except Exception as err:  # noqa: BLE001 - handed to the generator, which decides
+            answer, error = None, err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -21,15 +22,16 @@ from airflow_provider_volteras._core.answers import (
     parse_page,
     parse_rate_limits,
 )
-from airflow_provider_volteras._core.basics import DEFAULT_POLL_INTERVAL, STATUS_PENDING
+from airflow_provider_volteras._core.basics import DEFAULT_POLL_INTERVAL, STATUS_PENDING, is_terminal
 from airflow_provider_volteras._core.intent import arguments_match, describe_arguments, issued_id
 from airflow_provider_volteras._core.retry import retry_kwargs
 from airflow_provider_volteras._core.settings import ClientSettings, missing_connection_message
 from airflow_provider_volteras._core.tokens import TOKEN_CACHE, RenewToken, call_flow, renew_flow
-from airflow_provider_volteras._core.waiting import WaitPlan, watch_flow
+from airflow_provider_volteras._core.waiting import WaitPlan, final_read_grace, watch_flow
 from airflow_provider_volteras._core.wire import (
     MAX_PAGE_SIZE,
     ApiRequest,
+    Pager,
     RawResponse,
     command_filter,
     connection_test_request,
@@ -90,6 +92,7 @@ class VolterasHook(BaseHook):
         super().__init__(**kwargs)
         self.volteras_conn_id = volteras_conn_id
         self._token_cache = TOKEN_CACHE
+        self._local = threading.local()
 
     def __repr__(self) -> str:
         return f"<VolterasHook conn_id={self.volteras_conn_id!r}>"
@@ -108,8 +111,17 @@ class VolterasHook(BaseHook):
 
     @cached_property
     def session(self) -> requests.Session:
+        settings = self.settings
+        if isinstance(settings.verify, str) and not os.path.isfile(settings.verify):
+            raise VolterasConfigurationError(
+                f"Connection '{settings.conn_id}': the ca_bundle file {settings.verify[:200]!r} does not exist."
+            )
         session = requests.Session()
-        session.verify = self.settings.verify
+        session.verify = settings.verify
+        if settings.base_url.startswith("http://"):
+            # Plain HTTP is allowed for loopback (or explicitly): never through a proxy from the
+            # environment, which would receive the Basic secret in clear.
+            session.trust_env = False
         return session
 
     def get_conn(self) -> requests.Session:
@@ -122,20 +134,44 @@ class VolterasHook(BaseHook):
 
     # -- transport ----------------------------------------------------------------------------
 
+    def _deadline(self) -> float | None:
+        """The wall-clock time (epoch seconds) the current wait must end by, in this thread; ``None`` outside one."""
+        return getattr(self._local, "deadline", None)
+
     def _send(self, request: ApiRequest) -> RawResponse:
+        """One HTTP exchange, whole answer included, within ``timeout`` seconds of wall-clock time (and
+        within the current wait's deadline): a body that trickles in byte by byte cannot hold it longer."""
         settings = self.settings
+        limit = time.time() + settings.timeout
+        deadline = self._deadline()
+        if deadline is not None:
+            limit = min(limit, deadline)
+        read_timeout = max(0.05, min(settings.timeout, limit - time.time()))
         try:
             resp = self.session.request(
                 request.method,
                 request.url(settings),
                 data=request.body(),
                 headers=request.headers(settings),
-                timeout=(settings.connect_timeout, settings.timeout),
+                timeout=(settings.connect_timeout, read_timeout),
                 allow_redirects=False,
+                stream=True,
             )
+            try:
+                body = bytearray()
+                while chunk := resp.raw.read1(65536, decode_content=True):
+                    body += chunk
+                    if time.time() > limit:
+                        raise requests.exceptions.ReadTimeout(
+                            f"the answer was not complete after {settings.timeout:g} s (or the wait's deadline)"
+                        )
+            finally:
+                resp.close()
         except requests.exceptions.RequestException as err:
             raise _transport_error(request, err) from None
-        return RawResponse(resp.status_code, {k.lower(): v for k, v in resp.headers.items()}, resp.content)
+        except urllib3_errors() as err:
+            raise transport_error(request, err, timed_out=isinstance(err, TimeoutError), never_sent=False) from None
+        return RawResponse(resp.status_code, {k.lower(): v for k, v in resp.headers.items()}, bytes(body))
 
     def _step(self, step: Any) -> Any:
         if isinstance(step, RenewToken):
@@ -154,7 +190,7 @@ class VolterasHook(BaseHook):
         return token
 
     def _retrying(self) -> tenacity.Retrying:
-        return tenacity.Retrying(**retry_kwargs(self.settings, self.log))
+        return tenacity.Retrying(**retry_kwargs(self.settings, self.log, deadline=self._deadline()))
 
     def _call(self, request: ApiRequest) -> RawResponse:
         """One authorised round trip (renewing the token on a 401), without retries."""
@@ -215,7 +251,10 @@ class VolterasHook(BaseHook):
         filter: Any = None,  # noqa: A002 - the API's name
         max_page_size: int | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Executions of the vehicle, newest first, following ``nextPageToken`` lazily.
+        """Executions of the vehicle, following ``nextPageToken`` lazily (in the API's order, not relied on).
+
+        At most ``MAX_LISTING_PAGES`` pages are read, and a page token seen before ends the listing
+        with ``VolterasUnexpectedResponseError``: a misbehaving server cannot hold a worker forever.
 
         ``filter`` is the API's JSON listing filter: a ``{field, operator, value}`` term, a list of
         terms, or the JSON text of one. Arguments are checked now; pages are fetched as you iterate.
@@ -223,10 +262,12 @@ class VolterasHook(BaseHook):
         first = list_executions_request(vehicle_id, filter=filter, max_page_size=max_page_size)
 
         def pages() -> Iterator[dict[str, Any]]:
+            pager = Pager()
             request: ApiRequest | None = first
             while request is not None:
                 results, token = self._request(request, parse_page)
                 yield from results
+                token = pager.next_token(token, request)
                 request = (
                     list_executions_request(vehicle_id, filter=filter, max_page_size=max_page_size, page_token=token)
                     if token
@@ -410,14 +451,33 @@ class VolterasHook(BaseHook):
         """
         plan = WaitPlan(deadline=deadline, poll_interval=poll_interval)
 
-        def poll(pause: float) -> dict[str, Any] | Exception:
-            time.sleep(pause)
+        def read(until: float) -> dict[str, Any] | Exception:
+            self._local.deadline = until
             try:
                 return self.get_command_execution(vehicle_id, command_execution_id, command=command)
             except VolterasError as err:
                 return err
+            finally:
+                self._local.deadline = None
 
-        return drive(watch_flow(plan, self.log, f"{vehicle_id}/{command_execution_id}"), poll)
+        def poll(pause: float) -> dict[str, Any] | Exception:
+            time.sleep(pause)
+            return read(deadline)
+
+        final = drive(watch_flow(plan, self.log, f"{vehicle_id}/{command_execution_id}"), poll)
+        if final is not None:
+            return final
+        # The deadline passed (perhaps before any poll could run): one last, short read before
+        # reporting a timeout, so an EXECUTED command is never reported as unknown.
+        last = read(time.time() + final_read_grace(self.settings))
+        return last if isinstance(last, dict) and is_terminal(last) else None
+
+
+def urllib3_errors() -> tuple[type[Exception], ...]:
+    """Errors urllib3 raises while a streamed body is read (requests wraps them only for its own reads)."""
+    from urllib3.exceptions import HTTPError
+
+    return (HTTPError, OSError)
 
 
 def _transport_error(request: ApiRequest, err: requests.exceptions.RequestException) -> VolterasTransportError:

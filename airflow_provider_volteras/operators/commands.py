@@ -29,6 +29,7 @@ from airflow_provider_volteras._core.intent import (
     id_digest,
     in_flight_record,
 )
+from airflow_provider_volteras._core.waiting import MIN_POLL_INTERVAL
 from airflow_provider_volteras._waiting import (
     CommandWaitMixin,
     PlainReason,
@@ -112,7 +113,7 @@ class VolterasCommandOperator(CommandWaitMixin, BaseOperator):
         self.volteras_conn_id = volteras_conn_id
         self.wait_for_completion = wait_for_completion
         self.deferrable = default_deferrable() if deferrable is None else deferrable
-        self.wait_poll_interval = seconds(poll_interval, "poll_interval")
+        self.wait_poll_interval = seconds(poll_interval, "poll_interval", minimum=MIN_POLL_INTERVAL)
         self.wait_timeout = seconds(timeout, "timeout")
         if if_in_progress not in ("wait", "fail", "skip"):
             raise ValueError(f"if_in_progress must be 'wait', 'fail' or 'skip', got {if_in_progress!r}")
@@ -629,8 +630,9 @@ def _typed_arguments(op: _CatalogueOperator) -> dict[str, Any]:
 class SetTemperatureOperator(_CatalogueOperator):
     """Set the cabin temperatures (°C). Sends ``SET_TEMPERATURE``.
 
-    :param driver_temperature: Driver side, 15 to 28 °C (templated).
-    :param passenger_temperature: Passenger side, 15 to 28 °C (templated).
+    :param driver_temperature: Driver side, °C (templated). Any finite number: the API refuses what the
+        vehicle cannot do.
+    :param passenger_temperature: Passenger side, °C (templated).
     """
 
     spec = get_command_spec(VehicleCommand.SET_TEMPERATURE)
@@ -650,7 +652,7 @@ class SetTemperatureOperator(_CatalogueOperator):
 class SetChargeLimitOperator(_CatalogueOperator):
     """Set the maximum state of charge. Sends ``SET_CHARGE_LIMIT``.
 
-    :param limit: Charge limit in percent, 50 to 100 (templated).
+    :param limit: Charge limit in whole percent, 0 to 100 (templated); the API refuses what the vehicle cannot do.
     """
 
     spec = get_command_spec(VehicleCommand.SET_CHARGE_LIMIT)

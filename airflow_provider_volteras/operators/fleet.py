@@ -34,6 +34,7 @@ from airflow_provider_volteras._core.basics import (
     validate_id,
 )
 from airflow_provider_volteras._core.intent import arguments_match, describe_arguments, id_digest
+from airflow_provider_volteras._core.waiting import MIN_POLL_INTERVAL
 from airflow_provider_volteras._waiting import default_deferrable, is_static, reason_overrides, seconds
 from airflow_provider_volteras.catalogue import CommandSpec, VehicleCommand, build_payload, get_command_spec
 from airflow_provider_volteras.exceptions import (
@@ -280,7 +281,7 @@ class VolterasFleetCommandOperator(BaseOperator):
         self.arguments = arguments
         self.volteras_conn_id = volteras_conn_id
         self.deferrable = default_deferrable() if deferrable is None else deferrable
-        self.wait_poll_interval = seconds(poll_interval, "poll_interval")
+        self.wait_poll_interval = seconds(poll_interval, "poll_interval", minimum=MIN_POLL_INTERVAL)
         self.wait_timeout = seconds(timeout, "timeout")
         if isinstance(max_concurrent_creates, bool) or not isinstance(max_concurrent_creates, int):
             raise ValueError(f"max_concurrent_creates must be an integer, got {max_concurrent_creates!r}")

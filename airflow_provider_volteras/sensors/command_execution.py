@@ -9,8 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator
 
-from airflow_provider_volteras._core.basics import DEFAULT_POLL_INTERVAL, DEFAULT_WAIT_TIMEOUT, is_terminal, validate_id
-from airflow_provider_volteras._core.waiting import RECOVERABLE_POLL_ERRORS
+from airflow_provider_volteras._core.basics import (
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_WAIT_TIMEOUT,
+    is_terminal,
+    validate_id,
+    validate_issued_id,
+)
+from airflow_provider_volteras._core.waiting import MIN_POLL_INTERVAL, RECOVERABLE_POLL_ERRORS
 from airflow_provider_volteras._waiting import CommandWaitMixin, default_deferrable, reason_overrides, seconds
 from airflow_provider_volteras.assets import with_executed_alias
 from airflow_provider_volteras.exceptions import VolterasError, VolterasInvalidInputError, VolterasNotFoundError
@@ -66,7 +72,7 @@ class CommandExecutionSensor(CommandWaitMixin, BaseSensorOperator):
         self.volteras_conn_id = volteras_conn_id
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.sent_by = sent_by_task_id or sender_task_id(command_execution_id)
-        self.wait_poll_interval = seconds(poke_interval, "poke_interval")
+        self.wait_poll_interval = seconds(poke_interval, "poke_interval", minimum=MIN_POLL_INTERVAL)
         self.wait_timeout = seconds(timeout, "timeout")
         self.retryable_reasons = reason_overrides(retryable_reasons, "retryable_reasons")
         self.fatal_reasons = reason_overrides(fatal_reasons, "fatal_reasons")
@@ -82,7 +88,7 @@ class CommandExecutionSensor(CommandWaitMixin, BaseSensorOperator):
         read-after-write lag included: the id was issued by the API) gives a placeholder to wait on."""
         try:
             vehicle_id = validate_id(self.vehicle_id)
-            execution_id = validate_id(self.command_execution_id, "command_execution_id")
+            execution_id = validate_issued_id(self.command_execution_id)
         except VolterasInvalidInputError as err:
             raise api_failure(
                 err, vehicle_id=str(self.vehicle_id)[:80], command="command", task_kind="sensor", sent_by=self.sent_by

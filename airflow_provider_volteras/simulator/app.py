@@ -38,10 +38,15 @@ from .state import (
 
 __all__ = ["create_app"]
 
-TEMPERATURE_RANGE = (15.0, 28.0)
 _API_TAGS: list[str | Enum] = ["Connect API"]
 _CONTROL_TAGS: list[str | Enum] = ["Simulator control"]
-CHARGE_LIMIT_RANGE = (50, 100)
+#: What every simulated vehicle accepts (the API documents no bounds): finite temperatures, 0-100 %.
+TEMPERATURE_RANGE = (-math.inf, math.inf)
+CHARGE_LIMIT_RANGE = (0, 100)
+#: Vehicles whose id starts with ``sim-strict`` are a narrower model: 15-28 °C and a 50-100 % limit.
+STRICT_PREFIX = "sim-strict"
+STRICT_TEMPERATURE_RANGE = (15.0, 28.0)
+STRICT_CHARGE_LIMIT_RANGE = (50, 100)
 
 
 # --------------------------------------------------------------------------- payload models
@@ -162,15 +167,21 @@ def _query_int(request: Request, name: str) -> int | None:
 
 
 def _validate_range(name: str, value: float, low: float, high: float) -> None:
-    if math.isnan(value) or not low <= value <= high:
+    if not math.isfinite(value) or not low <= value <= high:
+        shown = "a finite number" if math.isinf(low) and math.isinf(high) else f"between {low:g} and {high:g}"
         raise SimulatorError(
             "REQUEST_VALIDATION_ERROR",
-            f"{name} must be between {low:g} and {high:g}",
-            data={"field": name, "min": low, "max": high, "value": None if math.isnan(value) else value},
+            f"{name} must be {shown}",
+            data={
+                "field": name,
+                "min": low if math.isfinite(low) else None,
+                "max": high if math.isfinite(high) else None,
+                "value": value if math.isfinite(value) else None,
+            },
         )
 
 
-def _parse_payload(command: str, body: bytes) -> dict[str, Any] | Response | None:
+def _parse_payload(command: str, body: bytes, vehicle_id: str = "") -> dict[str, Any] | Response | None:
     """Validate a command body: the arguments, a FastAPI-style 422, or None (no payload)."""
     model = _PAYLOADS.get(command)
     if model is None:
@@ -193,11 +204,12 @@ def _parse_payload(command: str, body: bytes) -> dict[str, Any] | Response | Non
         ]
         return _detail_422(json.loads(json.dumps(errors, default=str)))
     arguments = parsed.model_dump()
+    strict = vehicle_id.startswith(STRICT_PREFIX)
     if isinstance(parsed, SetTemperaturePayload):
         for name in ("driverTemperature", "passengerTemperature"):
-            _validate_range(name, arguments[name], *TEMPERATURE_RANGE)
+            _validate_range(name, arguments[name], *(STRICT_TEMPERATURE_RANGE if strict else TEMPERATURE_RANGE))
     elif isinstance(parsed, SetChargeLimitPayload):
-        _validate_range("limit", arguments["limit"], *CHARGE_LIMIT_RANGE)
+        _validate_range("limit", arguments["limit"], *(STRICT_CHARGE_LIMIT_RANGE if strict else CHARGE_LIMIT_RANGE))
     return arguments
 
 
@@ -264,7 +276,7 @@ def create_app(state: SimulatorState | None = None) -> SimulatorApp:
 
     # ---------------------------------------------------------------- Connect API (hot path first)
 
-    @api.get("/v1/vehicles/{vehicle_id}/command-executions/{vehicle_command_execution_id}", tags=_API_TAGS)
+    @api.get("/v1/vehicles/{vehicle_id}/command-executions/{vehicle_command_execution_id:path}", tags=_API_TAGS)
     async def get_command_execution(request: Request, vehicle_id: str, vehicle_command_execution_id: str) -> Response:
         state.authenticate(request.headers.get("authorization"))
         return _json(state.get_execution(vehicle_id, vehicle_command_execution_id))
@@ -273,7 +285,7 @@ def create_app(state: SimulatorState | None = None) -> SimulatorApp:
         async def endpoint(request: Request, vehicle_id: str) -> Response:
             state.authenticate(request.headers.get("authorization"), commands=True)
             state.get_vehicle(vehicle_id)
-            arguments = _parse_payload(command, await request.body())
+            arguments = _parse_payload(command, await request.body(), vehicle_id)
             if isinstance(arguments, Response):
                 return arguments
             return _json(state.create_command(vehicle_id, command, arguments))

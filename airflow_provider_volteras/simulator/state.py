@@ -212,6 +212,17 @@ _MODELS: tuple[tuple[str, str, str], ...] = (
 
 T = TypeVar("T")
 
+#: Vehicles whose id starts with this get execution ids shaped like base64 (``+``, ``/``, ``=``), as a
+#: real API may issue: clients must encode them, not validate them like ids people type.
+BASE64_ID_PREFIX = "sim-b64"
+
+
+def _new_execution_id(vehicle_id: str) -> str:
+    if vehicle_id.startswith(BASE64_ID_PREFIX):
+        # 7 bytes: 12 characters, the first two '+/' and the last '='.
+        return base64.b64encode(b"\xfb\xff" + secrets.token_bytes(5)).decode()
+    return str(uuid.uuid4())
+
 
 def iso_utc(ts: float) -> str:
     """Format an epoch timestamp as ISO 8601 UTC with a ``Z`` suffix."""
@@ -954,7 +965,7 @@ class SimulatorState:
             else:
                 finish_at, final = now + delay, outcome
             execution = _Execution(
-                id=str(uuid.uuid4()),
+                id=_new_execution_id(vehicle_id),
                 vehicle_id=vehicle_id,
                 command=command,
                 arguments=dict(arguments) if arguments is not None else None,

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_volteras._core.basics import DEFAULT_POLL_INTERVAL, STATUS_EXECUTED, validate_id
+from airflow_provider_volteras._core.basics import (
+    DEFAULT_POLL_INTERVAL,
+    STATUS_EXECUTED,
+    is_terminal,
+    validate_id,
+    validate_issued_id,
+)
 from airflow_provider_volteras._core.events import (
     CommandExecution,
     WaitError,
@@ -18,8 +25,8 @@ from airflow_provider_volteras._core.events import (
     WaitStatus,
     error_payload,
 )
-from airflow_provider_volteras._core.waiting import WaitPlan, watch_flow
-from airflow_provider_volteras.exceptions import VolterasError, VolterasInvalidInputError
+from airflow_provider_volteras._core.waiting import MIN_POLL_INTERVAL, WaitPlan, final_read_grace, watch_flow
+from airflow_provider_volteras.exceptions import VolterasError, VolterasInvalidInputError, VolterasTransportError
 
 
 def deadline_to_iso(deadline: datetime | str | float) -> str:
@@ -41,13 +48,15 @@ def deadline_to_iso(deadline: datetime | str | float) -> str:
 
 
 def _poll_interval(value: float) -> float:
-    """A positive, finite number of seconds: 0 or less would poll the API in a tight loop."""
+    """A finite number of seconds, at least ``MIN_POLL_INTERVAL``: less would poll the API in a tight loop."""
     try:
         seconds = float(value)
     except (TypeError, ValueError, OverflowError):
         seconds = math.nan
-    if isinstance(value, bool) or not math.isfinite(seconds) or seconds <= 0:
-        raise VolterasInvalidInputError(f"poll_interval must be a positive number of seconds, got {str(value)[:60]!r}.")
+    if isinstance(value, bool) or not math.isfinite(seconds) or seconds < MIN_POLL_INTERVAL:
+        raise VolterasInvalidInputError(
+            f"poll_interval must be a number of seconds from {MIN_POLL_INTERVAL:g}, got {str(value)[:60]!r}."
+        )
     return seconds
 
 
@@ -82,7 +91,7 @@ class CommandExecutionTrigger(BaseTrigger):
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.vehicle_id = validate_id(vehicle_id)
-        self.command_execution_id = validate_id(command_execution_id, "command_execution_id")
+        self.command_execution_id = validate_issued_id(command_execution_id)
         self.deadline = deadline_to_iso(deadline)
         self.volteras_conn_id = volteras_conn_id
         self.poll_interval = _poll_interval(poll_interval)
@@ -135,18 +144,34 @@ class CommandExecutionTrigger(BaseTrigger):
         try:
             async with AsyncVolterasClient.open(self.volteras_conn_id, self.log) as client:
 
-                async def poll(pause: float) -> dict[str, Any] | VolterasError:
+                async def read(until: float) -> dict[str, Any] | VolterasError:
+                    """One status read, cut at ``until`` (epoch seconds) whatever the server does."""
                     nonlocal last
-                    await asyncio.sleep(pause)
                     try:
-                        last = await client.get_command_execution(
-                            self.vehicle_id, self.command_execution_id, command=self.command
-                        )
+                        async with asyncio.timeout(max(0.0, until - time.time())):
+                            last = await client.get_command_execution(
+                                self.vehicle_id, self.command_execution_id, command=self.command
+                            )
                     except VolterasError as err:
                         return err
+                    except TimeoutError:
+                        return VolterasTransportError(
+                            f"reading execution {self.command_execution_id} did not end by the wait's deadline",
+                            maybe_sent=True,
+                        )
                     return last
 
+                async def poll(pause: float) -> dict[str, Any] | VolterasError:
+                    await asyncio.sleep(pause)
+                    return await read(plan.deadline)
+
                 final = await adrive(watch_flow(plan, self.log, what), poll)
+                if final is None:
+                    # The deadline passed (perhaps before this trigger even started): one last, short
+                    # read, so a command that EXECUTED is never reported as a timeout.
+                    outcome = await read(time.time() + final_read_grace(client.settings))
+                    if isinstance(outcome, dict) and is_terminal(outcome):
+                        final = outcome
         except VolterasError as err:
             failure = api_failure(
                 err,
