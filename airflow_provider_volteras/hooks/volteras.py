@@ -426,6 +426,20 @@ class VolterasHook(BaseHook):
             return cast(dict[str, Any], body)
         if execution_id is None and (adopted := adopt()) is not None:
             return adopted
+        if execution_id is not None:
+            # The API issued an id: its own status read may be believable where the create answer was not.
+            try:
+                execution = self.get_command_execution(vehicle_id, execution_id, command=command)
+            except VolterasError as err:
+                problem = f"{problem}; reading execution {execution_id} gave: {err}"
+            else:
+                if (
+                    arguments_match(payload, execution.get("commandArguments"))
+                    or execution.get("commandArguments") is None
+                ):
+                    return execution
+                shown = describe_arguments(execution["commandArguments"])
+                problem = f"execution {execution_id} has other arguments ({shown})"
         raise VolterasUnexpectedResponseError(
             f"the create answer cannot be believed ({problem}); the command was probably applied, so it is not "
             "sent again",
