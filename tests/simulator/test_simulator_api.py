@@ -247,19 +247,26 @@ def test_concurrent_creates_admit_exactly_one(api: Api, simulator: SimulatorServ
 
 
 @pytest.mark.parametrize(
-    ("slug", "body", "ok"),
+    ("vehicle", "slug", "body", "ok"),
     [
-        ("set-temperature", {"driverTemperature": 15, "passengerTemperature": 28}, True),
-        ("set-temperature", {"driverTemperature": 14.9, "passengerTemperature": 20}, False),
-        ("set-temperature", {"driverTemperature": 20, "passengerTemperature": 28.5}, False),
-        ("set-charge-limit", {"limit": 50}, True),
-        ("set-charge-limit", {"limit": 100}, True),
-        ("set-charge-limit", {"limit": 49}, False),
-        ("set-charge-limit", {"limit": 101}, False),
+        # Most vehicles: the API documents no temperature range; a charge limit is a percentage.
+        ("sim-ok-args", "set-temperature", {"driverTemperature": 10, "passengerTemperature": 31.5}, True),
+        ("sim-ok-args", "set-charge-limit", {"limit": 20}, True),
+        ("sim-ok-args", "set-charge-limit", {"limit": 0}, True),
+        ("sim-ok-args", "set-charge-limit", {"limit": 101}, False),
+        # A stricter vehicle model (sim-strict...): 15-28 °C and a 50-100 % limit.
+        ("sim-strict-args", "set-temperature", {"driverTemperature": 15, "passengerTemperature": 28}, True),
+        ("sim-strict-args", "set-temperature", {"driverTemperature": 14.9, "passengerTemperature": 20}, False),
+        ("sim-strict-args", "set-temperature", {"driverTemperature": 20, "passengerTemperature": 28.5}, False),
+        ("sim-strict-args", "set-charge-limit", {"limit": 50}, True),
+        ("sim-strict-args", "set-charge-limit", {"limit": 100}, True),
+        ("sim-strict-args", "set-charge-limit", {"limit": 49}, False),
     ],
 )
-def test_command_argument_ranges(api: Api, slug: str, body: dict[str, Any], ok: bool) -> None:
-    response = api.create("sim-ok-args", slug, json=body)
+def test_command_argument_rules_are_per_vehicle(
+    api: Api, vehicle: str, slug: str, body: dict[str, Any], ok: bool
+) -> None:
+    response = api.create(vehicle, slug, json=body)
     if ok:
         assert response.status_code == 200
         assert response.json()["commandArguments"] == body
@@ -534,7 +541,7 @@ def test_finishing_an_execution_by_hand(api: Api, simulator: SimulatorServer) ->
 def test_counters_and_request_log(api: Api, simulator: SimulatorServer) -> None:
     simulator.state.configure(default_delay=0)
     execution = api.created("sim-ok-count")
-    api.create("sim-ok-count", "set-charge-limit", json={"limit": 10})
+    api.create("sim-ok-count", "set-charge-limit", json={"limit": 101})
     api.poll("sim-ok-count", execution["id"])
     api.poll("sim-ok-count", execution["id"])
     api.get("/v1/vehicles/sim-ok-count/command-executions")
