@@ -14,7 +14,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -45,7 +45,6 @@ from .constants import (
     VEHICLE_COMMANDS,
     SimulatorConfig,
     SimulatorError,
-    T,
     _auth_error,
     _new_execution_id,
     _not_found,
@@ -345,8 +344,15 @@ class SimulatorState:
                 api = vehicle.to_api()
                 return all(t.matches(api.get(t.field)) for t in terms)
 
-            page, next_token, total = self._paginate(
-                self._vehicle_list, "vehicles", key, max_page_size, page_token, match, newest_first=False
+            page, next_token, total = paginate(
+                self._vehicle_list,
+                "vehicles",
+                key,
+                max_page_size,
+                page_token,
+                match,
+                newest_first=False,
+                generation=self._generation,
             )
             return {"results": [v.to_api() for v in page], "nextPageToken": next_token, "totalResults": total}
 
@@ -445,8 +451,15 @@ class SimulatorState:
                 api = execution.to_api(now)
                 return all(t.matches(api.get(t.field)) for t in terms)
 
-            page, next_token, total = self._paginate(
-                vehicle.executions, f"executions:{vehicle_id}", key, max_page_size, page_token, match, newest_first=True
+            page, next_token, total = paginate(
+                vehicle.executions,
+                f"executions:{vehicle_id}",
+                key,
+                max_page_size,
+                page_token,
+                match,
+                newest_first=True,
+                generation=self._generation,
             )
             for execution in page:
                 self._served(execution, now)
@@ -472,28 +485,6 @@ class SimulatorState:
             return execution.to_api(now)
 
     # ------------------------------------------------------------------ pagination
-
-    def _paginate(
-        self,
-        items: Sequence[T],
-        scope: str,
-        filter_key: str,
-        max_page_size: int | None,
-        page_token: str | None,
-        match: Callable[[T], bool],
-        *,
-        newest_first: bool,
-    ) -> tuple[list[T], str | None, int]:
-        return paginate(
-            items,
-            scope,
-            filter_key,
-            max_page_size,
-            page_token,
-            match,
-            newest_first=newest_first,
-            generation=self._generation,
-        )
 
     # ------------------------------------------------------------------ rate limits
 
