@@ -346,26 +346,28 @@ def command_failure(
     ``task_kind`` and ``sent_by`` choose the recovery steps: see :func:`recovery_steps`.
     """
     raw = execution.get("failedReason")
-    c = classify_reason(raw, retryable_reasons=retryable_reasons, fatal_reasons=fatal_reasons)
+    classification = classify_reason(raw, retryable_reasons=retryable_reasons, fatal_reasons=fatal_reasons)
     execution_id = execution.get("id")
-    reason = safe_text(c.reason, 120)
-    documented = "" if c.known else " (not a documented reason; treated as retryable)"
-    action = c.action if c.action != "Airflow retries the task." else ""
+    reason = safe_text(classification.reason, 120)
+    documented = "" if classification.known else " (not a documented reason; treated as retryable)"
+    action = classification.action if classification.action != "Airflow retries the task." else ""
     message = _lines(
-        _headline(command, vehicle_id, f"FAILED: {safe_text(c.reason, 60)}", c.retryable, task_kind),
+        _headline(
+            command, vehicle_id, f"FAILED: {safe_text(classification.reason, 60)}", classification.retryable, task_kind
+        ),
         f"Execution: {_ident(execution_id) if execution_id else 'unknown'}",
-        f"Reason: {reason}{documented}: {c.meaning}.",
+        f"Reason: {reason}{documented}: {classification.meaning}.",
         f"What to do: {action}" if action else "",
-        recovery_steps(c.retryable, task_kind=task_kind, sent_by=sent_by),
+        recovery_steps(classification.retryable, task_kind=task_kind, sent_by=sent_by),
     )
-    cls = VolterasRetryableCommandError if c.retryable else VolterasFatalCommandError
+    cls = VolterasRetryableCommandError if classification.retryable else VolterasFatalCommandError
     return cls(
         message,
         vehicle_id=vehicle_id,
         command=command,
         execution_id=execution_id,
-        reason=c.reason if c.known else reason,
-        delay_kind=c.delay_kind.value,
+        reason=classification.reason if classification.known else reason,
+        delay_kind=classification.delay_kind.value,
     )
 
 
@@ -620,5 +622,5 @@ class VolterasRetryPolicy(RetryPolicy):
 
     @classmethod
     def deserialize(cls, data: dict[str, Any]) -> VolterasRetryPolicy:
-        d = data.get("delays", {})
-        return cls(**{k.value: timedelta(seconds=d[k.value]) for k in DelayKind if k.value in d})
+        delays = data.get("delays", {})
+        return cls(**{kind.value: timedelta(seconds=delays[kind.value]) for kind in DelayKind if kind.value in delays})

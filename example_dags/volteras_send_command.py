@@ -5,7 +5,7 @@ deferrable task sends the command and waits until the car executed it: **green m
 
 | command | arguments |
 | --- | --- |
-| `SET_TEMPERATURE` | `{"driverTemperature": 21, "passengerTemperature": 20.5}` (°C; the vehicle decides what it accepts) |
+| `SET_TEMPERATURE` | `{"driverTemperature": 21, "passengerTemperature": 20.5}` (°C; the vehicle decides) |
 | `SET_CHARGE_LIMIT` | `{"limit": 80}` (whole percent, 0 to 100) |
 | every other command | `{}` |
 
@@ -93,7 +93,7 @@ with DAG(
             oneOf=ARGUMENT_SHAPES,
             title="Arguments",
             description=(
-                'SET_TEMPERATURE: {"driverTemperature": 21, "passengerTemperature": 20.5} (°C; the vehicle decides what it accepts). '
+                'SET_TEMPERATURE: {"driverTemperature": 21, "passengerTemperature": 20.5} (°C; the vehicle decides). '
                 'SET_CHARGE_LIMIT: {"limit": 80} (whole percent, 0 to 100). Every other command: {}.'
             ),
         ),

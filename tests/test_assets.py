@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import shutil
 import textwrap
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -23,7 +22,7 @@ from airflow_provider_volteras.assets import (
 ROOT = Path(__file__).resolve().parents[1]
 
 DAGS = textwrap.dedent(
-    '''
+    """
     from datetime import datetime
 
     from airflow.sdk import DAG, task
@@ -49,15 +48,14 @@ DAGS = textwrap.dedent(
 
     with DAG("vt_asset_operator", schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as operator_dag:
         ClimateOffOperator(task_id="send", vehicle_id="car-a3", outlets=with_executed_alias(), poll_interval=1)
-    '''
+    """
 )
 
 
 def asset_events(uri: str) -> list[dict]:
-    from sqlalchemy import select
-
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     with create_session() as session:
         rows = session.scalars(
@@ -82,7 +80,10 @@ def dags(airflow_db):
     ("uri", "expected"),
     [
         ("volteras://vehicles/veh_123/commands/CLIMATE_OFF", "volteras://vehicles/veh_123/commands/CLIMATE_OFF"),
-        ("volteras://vehicles/sim-ok-demo-1/commands/climate_off", "volteras://vehicles/sim-ok-demo-1/commands/CLIMATE_OFF"),
+        (
+            "volteras://vehicles/sim-ok-demo-1/commands/climate_off",
+            "volteras://vehicles/sim-ok-demo-1/commands/CLIMATE_OFF",
+        ),
         ("volteras://vehicles/a.b:c~d/commands/LOCK_DOORS?x=1#f", "volteras://vehicles/a.b:c~d/commands/LOCK_DOORS"),
     ],
 )

@@ -157,8 +157,6 @@ def _respond_when_asked(dag_id: str, chosen: str | None, done: threading.Event) 
     timeout sweep (``chosen`` None)."""
 
     def respond() -> None:
-        from sqlalchemy import select
-
         from airflow._shared.timezones import timezone
         from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
         from airflow.models.hitl import HITLDetail
@@ -167,6 +165,7 @@ def _respond_when_asked(dag_id: str, chosen: str | None, done: threading.Event) 
         from airflow.triggers.base import TriggerEvent
         from airflow.utils.session import create_session
         from airflow.utils.state import TaskInstanceState
+        from sqlalchemy import select
 
         deadline = time.monotonic() + 120
         while not done.is_set() and time.monotonic() < deadline:
@@ -189,7 +188,9 @@ def _respond_when_asked(dag_id: str, chosen: str | None, done: threading.Event) 
                     detail.params_input = {}
                     detail.responded_at = timezone.utcnow()
                     session.add(detail)
-                    handle_event_submit(TriggerEvent(detail.as_resume_event_payload()), task_instance=ti, session=session)
+                    handle_event_submit(
+                        TriggerEvent(detail.as_resume_event_payload()), task_instance=ti, session=session
+                    )
                     return
             time.sleep(0.2)
 

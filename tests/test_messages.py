@@ -23,15 +23,17 @@ from airflow_provider_volteras.failures import (
 
 def failed(reason: str, **kwargs):
     return command_failure(
-        {"id": "exec-1", "status": "FAILED", "failedReason": reason}, vehicle_id="sim-ok-1", command="CLIMATE_OFF", **kwargs
+        {"id": "exec-1", "status": "FAILED", "failedReason": reason},
+        vehicle_id="sim-ok-1",
+        command="CLIMATE_OFF",
+        **kwargs,
     )
 
 
 def test_first_line_is_short_and_says_everything_needed():
     retryable = str(failed("OEM_VEHICLE_OFFLINE")).splitlines()
     assert retryable[0] == (
-        "CLIMATE_OFF on vehicle sim-ok-1 FAILED: OEM_VEHICLE_OFFLINE "
-        "(retryable: Airflow will retry the task)"
+        "CLIMATE_OFF on vehicle sim-ok-1 FAILED: OEM_VEHICLE_OFFLINE (retryable: Airflow will retry the task)"
     )
     fatal = str(failed("OEM_OAUTH_TOKEN_EXPIRED")).splitlines()
     assert fatal[0] == (
@@ -74,14 +76,20 @@ def test_already_final_says_nothing_was_sent_and_how_to_send_again():
     assert text.count("To send the command again") == 1
 
 
-@pytest.mark.parametrize("forged", ["x\nCLIMATE_OFF on vehicle sim-ok-1 EXECUTED", "x\rEXECUTED", "x\u2028EXECUTED", "\x1b[2Kok"])
+@pytest.mark.parametrize(
+    "forged", ["x\nCLIMATE_OFF on vehicle sim-ok-1 EXECUTED", "x\rEXECUTED", "x\u2028EXECUTED", "\x1b[2Kok"]
+)
 def test_api_text_cannot_forge_a_log_line(forged):
     error = failed(forged)
     for line in str(error).splitlines():
         assert "EXECUTED" not in line or "\\" in line, line
     assert "\x1b" not in str(error) and "\u2028" not in str(error)
     api = api_failure(VolterasServerError(forged, code="SERVER_ERROR"), vehicle_id="v", command="LOCK_DOORS")
-    assert len(str(api).splitlines()) == len(str(api_failure(VolterasServerError("boom", code="SERVER_ERROR"), vehicle_id="v", command="LOCK_DOORS")).splitlines())
+    assert len(str(api).splitlines()) == len(
+        str(
+            api_failure(VolterasServerError("boom", code="SERVER_ERROR"), vehicle_id="v", command="LOCK_DOORS")
+        ).splitlines()
+    )
 
 
 def test_api_text_is_capped():
@@ -98,7 +106,9 @@ def test_api_text_is_capped():
 
 
 def test_unexpected_answers_name_a_code_never_none():
-    error = api_failure(VolterasUnexpectedResponseError("HTTP 502 with a body that is not JSON"), vehicle_id="v", command="C")
+    error = api_failure(
+        VolterasUnexpectedResponseError("HTTP 502 with a body that is not JSON"), vehicle_id="v", command="C"
+    )
     assert "[None]" not in str(error) and "None" not in str(error).splitlines()[0]
     assert error.reason == "VolterasUnexpectedResponseError"
     assert "not completed: VolterasUnexpectedResponseError" in str(error).splitlines()[0]
@@ -107,7 +117,8 @@ def test_unexpected_answers_name_a_code_never_none():
 def test_invalid_input_says_nothing_was_sent():
     error = api_failure(VolterasInvalidInputError("vehicle_id 'a b' contains ' '"), vehicle_id="a b\nx", command="C")
     first = str(error).splitlines()[0]
-    assert first == "C on vehicle a b\\nx refused before sending: VolterasInvalidInputError (fatal: Airflow will NOT retry the task)"
+    expected = "C on vehicle a b\\nx refused before sending: VolterasInvalidInputError"
+    assert first == expected + " (fatal: Airflow will NOT retry the task)"
     assert "nothing was sent" in str(error)
 
 

@@ -35,7 +35,6 @@ def test_provider_info_names_every_component():
 
 def test_airflow_sees_the_provider_and_its_connection_type():
     from airflow.providers_manager import ProvidersManager
-
     from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
 
     pm = ProvidersManager()
@@ -110,7 +109,8 @@ def test_importing_operators_and_sensor_stays_cheap():
         " airflow_provider_volteras.hooks.volteras;"
         "added = set(sys.modules) - before;"
         "bad = sorted(m for m in added if m.split('.')[0] in {'fastapi', 'uvicorn', 'starlette', 'httpx', 'aiohttp'}"
-        " or m.startswith(('airflow_provider_volteras.simulator', 'airflow_provider_volteras.triggers', 'airflow_provider_volteras.hooks._async')));"
+        " or m.startswith(('airflow_provider_volteras.simulator', 'airflow_provider_volteras.triggers',"
+        " 'airflow_provider_volteras.hooks._async')));"
         "print(bad)"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout

@@ -30,7 +30,7 @@ def test_a_typo_is_refused_when_the_dag_is_parsed(cls, name):
         kwargs["command_execution_id"] = "e-1"
     if cls is FleetClimateOffOperator:
         kwargs = {"vehicle_ids": ["car-1"]}
-    with pytest.raises(ValueError, match="OEM_VEHICLE_OFLINE.*not a documented failedReason"):
+    with pytest.raises(ValueError, match=r"OEM_VEHICLE_OFLINE.*not a documented failedReason"):
         cls(task_id="t", **kwargs, **{name: ["OEM_VEHICLE_OFLINE"]})
 
 

@@ -389,7 +389,9 @@ def test_every_error_uses_the_registered_envelope(contract: Contract, api: Api, 
     expect(api.poll("sim-ok-1", "nope"), EXECUTION_PATH, "get", "RESOURCE_NOT_FOUND", 404)
     api.created("sim-ok-err")
     expect(api.create("sim-ok-err"), command_path("climate-on"), "post", "COMMAND_ALREADY_IN_PROGRESS", 409)
-    too_hot = api.create("sim-strict-err", "set-temperature", json={"driverTemperature": 29, "passengerTemperature": 20})
+    too_hot = api.create(
+        "sim-strict-err", "set-temperature", json={"driverTemperature": 29, "passengerTemperature": 20}
+    )
     expect(too_hot, command_path("set-temperature"), "post", "REQUEST_VALIDATION_ERROR", 422)
     list_path = "/v1/vehicles/sim-ok-err/command-executions"
     expect(api.get(list_path, params={"maxPageSize": 101}), LIST_PATH, "get", "PAGE_SIZE_TOO_LARGE", 400)
