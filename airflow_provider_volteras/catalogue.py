@@ -73,9 +73,14 @@ class PayloadField:
             raise VolterasInvalidInputError(
                 f"{command.value}: '{self.api_name}' must be {expected}, got {type(value).__name__} {_shown(value)}."
             )
-        if isinstance(value, float) and not math.isfinite(value):
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond any float: not a physical value
+            raise VolterasInvalidInputError(
+                f"{command.value}: '{self.api_name}' must be {expected}, got {_shown(value)} (too large)."
+            ) from None
+        if not math.isfinite(number):
             raise VolterasInvalidInputError(f"{command.value}: '{self.api_name}' must be {expected}, got {value!r}.")
-        # The range check comes first: it is exact for any int, while float() of a huge int raises OverflowError.
         if (self.minimum is not None and value < self.minimum) or (self.maximum is not None and value > self.maximum):
             raise VolterasInvalidInputError(
                 f"{command.value}: '{self.api_name}' must be {expected}, got {_shown(value)} (out of range)."

@@ -89,11 +89,11 @@ HOSTILE_IDS: dict[str, Any] = {
 STRING_IDS = {k: v for k, v in HOSTILE_IDS.items() if isinstance(v, str)}
 
 BAD_TEMPERATURES: list[Any] = [
-    14.9, 28.1, -273.15, 1e9, math.nan, math.inf, -math.inf, 10**400, True, False, None, "abc", "", "nan",
+    math.nan, math.inf, -math.inf, 10**400, -(10**400), True, False, None, "abc", "", "nan",
     "inf", "-inf", "1e400", "21,5", "21 °C", [21], {"c": 21}, Decimal("21"), complex(21, 0),
 ]  # fmt: skip
 BAD_LIMITS: list[Any] = [
-    49, 101, 0, -80, 75.5, 1e300, math.nan, math.inf, 10**400, True, None, "75.5", "49", "101", "abc", "",
+    101, -1, -80, 75.5, 1e300, math.nan, math.inf, 10**400, True, None, "75.5", "-1", "101", "abc", "",
     "0x50", "true", "nan", "1" + "0" * 400, [80], Decimal("80"),
 ]  # fmt: skip
 BAD_ARGUMENTS: list[tuple[str, Any]] = [
@@ -245,12 +245,25 @@ ID_SURFACES: dict[str, Callable[[VolterasHook, Any], Any]] = {
 }
 
 
+def _could_be_issued(value: Any) -> bool:
+    from airflow_provider_volteras._core.intent import issued_id
+
+    return issued_id(value) is not None
+
+
+#: Execution ids are issued by the API, not typed by people: they are percent-encoded, not validated
+#: like vehicle ids. Only what an API cannot have issued (empty, whitespace, control characters, dots
+#: only, too long, not text) is refused before any request.
+HOSTILE_EXECUTION_IDS = {name: value for name, value in HOSTILE_IDS.items() if not _could_be_issued(value)}
+ENCODED_EXECUTION_IDS = {name: value for name, value in HOSTILE_IDS.items() if _could_be_issued(value)}
+
+
 @pytest.mark.parametrize("surface", list(ID_SURFACES))
 def test_hostile_ids_hook_and_trigger(guarded: Any, surface: str) -> None:
     hook = VolterasHook()
     what = "command_execution_id" if "execution)" in surface else "vehicle_id"
     _check_all(
-        list(HOSTILE_IDS.items()),
+        list((HOSTILE_EXECUTION_IDS if what == "command_execution_id" else HOSTILE_IDS).items()),
         lambda v: _expect_refusal(lambda: ID_SURFACES[surface](hook, v), VolterasInvalidInputError, words=(what,)),
     )
 
@@ -278,6 +291,20 @@ def test_hostile_ids_operator_execute(guarded: Any) -> None:
     _check_all(list(HOSTILE_IDS.items()), check)
 
 
+def test_hostile_looking_issued_ids_stay_one_encoded_path_segment() -> None:
+    from urllib.parse import unquote
+
+    from airflow_provider_volteras._core.wire import get_execution_request
+
+    assert ENCODED_EXECUTION_IDS, "the table should hold ids that are sent encoded"
+    prefix = f"/v1/vehicles/{OK}/command-executions/"
+    for value in ENCODED_EXECUTION_IDS.values():
+        path = get_execution_request(OK, value).path
+        segment = path[len(prefix) :]
+        assert path.startswith(prefix) and not any(c in segment for c in "/?#"), path
+        assert unquote(segment) == value
+
+
 @pytest.mark.parametrize("field", ["vehicle_id", "command_execution_id"])
 def test_hostile_ids_sensor(guarded: Any, field: str) -> None:
     def check(value: Any) -> None:
@@ -286,7 +313,7 @@ def test_hostile_ids_sensor(guarded: Any, field: str) -> None:
         _expect_refusal(lambda: sensor.execute(_context()), VolterasFatalCommandError, words=(field, "NOT retry"))
         _expect_refusal(lambda: sensor.poke(_context()), VolterasFatalCommandError, words=(field,))
 
-    _check_all(list(HOSTILE_IDS.items()), check)
+    _check_all(list((HOSTILE_EXECUTION_IDS if field == "command_execution_id" else HOSTILE_IDS).items()), check)
 
 
 @pytest.mark.parametrize(
@@ -337,7 +364,7 @@ def test_hostile_temperatures(guarded: Any) -> None:
         _expect_refusal(
             lambda: hook.create_command_execution(OK, "SET_TEMPERATURE", arguments),
             VolterasInvalidInputError,
-            words=("driverTemperature", "15 to 28"),
+            words=("driverTemperature", "finite number"),
         )
         templated = SetTemperatureOperator(
             task_id="t", vehicle_id=OK, driver_temperature="{{ x }}", passenger_temperature=21
@@ -356,7 +383,7 @@ def test_hostile_limits(guarded: Any) -> None:
         _expect_refusal(
             lambda: hook.create_command_execution(OK, "SET_CHARGE_LIMIT", {"limit": value}),
             VolterasInvalidInputError,
-            words=("'limit'", "50 to 100"),
+            words=("'limit'", "0 to 100"),
         )
         templated = SetChargeLimitOperator(task_id="t", vehicle_id=OK, limit="{{ x }}")
         templated.limit = value if not isinstance(value, (int, float)) else str(value)
@@ -482,7 +509,7 @@ def test_hostile_templated_values_in_dag_runs(
     conf: dict[str, list[str]] = {
         "ids": [*ids[:4], "", ".", "c\u0430r", "car\r\nX: 1", "x" * 10_000, "car%2F1"],
         "executions": ["../x", "e?x=1", "e#f", "e 1", "e\u2215f", "x" * 10_000],
-        "temperatures": ["nan", "inf", "1e400", "abc", "14.9", "True"],
+        "temperatures": ["nan", "inf", "1e400", "abc", "-inf", "True"],
         "limits": ["75.5", "101", "nan", "1" + "0" * 400, "0x50", ""],
         "commands": ["FOO", "WAKE_UP", "cl\u0131mate_off", "climate-off", "", "CLIMATE_OFF;DROP"],
     }

@@ -115,7 +115,7 @@ def test_unknown_plain_string_reason_is_retryable(sim, dags, dag_id):
         ({"vehicle_id": "bad/id"}, 0),
         ({"vehicle_id": "car-1", "command": "NOT_A_COMMAND"}, 0),
         ({"vehicle_id": "car-1", "command": "WAKE_UP"}, 0),
-        ({"vehicle_id": "car-1", "command": "SET_CHARGE_LIMIT", "arguments": {"limit": 5}}, 0),
+        ({"vehicle_id": "car-1", "command": "SET_CHARGE_LIMIT", "arguments": {"limit": 101}}, 0),
     ],
 )
 def test_bad_input_fails_fatal_before_any_request(sim, dags, conf, expected_requests):
