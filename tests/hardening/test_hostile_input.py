@@ -508,7 +508,8 @@ def test_hostile_templated_values_in_dag_runs(
     ids = [v for v in STRING_IDS.values() if v and "\x00" not in v]
     conf: dict[str, list[str]] = {
         "ids": [*ids[:4], "", ".", "c\u0430r", "car\r\nX: 1", "x" * 10_000, "car%2F1"],
-        "executions": ["../x", "e?x=1", "e#f", "e 1", "e\u2215f", "x" * 10_000],
+        # Execution ids come from the API (through XCom): only what it cannot have issued is refused.
+        "executions": ["", "e 1", ".", "..", "e\tf", "x" * 10_000],
         "temperatures": ["nan", "inf", "1e400", "abc", "-inf", "True"],
         "limits": ["75.5", "101", "nan", "1" + "0" * 400, "0x50", ""],
         "commands": ["FOO", "WAKE_UP", "cl\u0131mate_off", "climate-off", "", "CLIMATE_OFF;DROP"],
@@ -524,7 +525,7 @@ def test_hostile_templated_values_in_dag_runs(
     assert sim.state.counters()["requests"] == 0
     out, _ = capfd.readouterr()
     logs = out + "\n".join(r.getMessage() for r in caplog.records)
-    refusals = logs.count("refused before sending: VolterasInvalidInputError (fatal: Airflow will NOT retry the task)")
+    refusals = logs.count(": VolterasInvalidInputError (fatal: Airflow will NOT retry the task)")
     assert refusals >= len(states), f"only {refusals} clear refusals logged for {len(states)} tasks"
     STATS["hostile_inputs"] += len(states)
 
