@@ -58,7 +58,8 @@ def connection_json(base_url: str, secret: str = SIM_CLIENT_SECRET, **extra: obj
             "login": SIM_CLIENT_ID,
             "password": secret,
             "host": base_url,
-            "extra": {"max_retries": 3, "retry_max_wait": 0.2, "timeout": 5, **extra},
+            # The shared token file is off unless a test asks for it: tests count token requests.
+            "extra": {"max_retries": 3, "retry_max_wait": 0.2, "timeout": 5, "token_cache": False, **extra},
         }
     )
 

@@ -53,10 +53,15 @@ NUMERIC_EXTRAS: dict[str, tuple[float, float, float, str]] = {
 BOOLEAN_EXTRAS: dict[str, tuple[bool, str]] = {
     "allow_insecure_http": (False, "Allow a plain http:// base URL to a non-loopback host (never for production)."),
     "verify_ssl": (True, "Verify the server's TLS certificate (use ca_bundle for a private CA instead of false)."),
+    "token_cache": (
+        True,
+        "Share access tokens between the task processes of one machine and user, in an encrypted file.",
+    ),
 }
 _FORM_PREFIX = "extra__volteras__"
 STRING_EXTRAS: dict[str, str] = {
     "ca_bundle": "Path to a CA bundle file used to verify TLS (for a TLS-inspecting proxy).",
+    "token_cache_dir": "Directory of the shared token cache (default: ~/.cache/airflow-provider-volteras).",
 }
 
 
@@ -75,6 +80,8 @@ class ClientSettings:
     token_refresh_lead: float = 60.0
     verify: bool | str = True
     conn_id: str = "volteras_default"
+    token_cache: bool = True
+    token_cache_dir: str = ""
 
     @classmethod
     def from_connection(cls, conn: Any) -> ClientSettings:
@@ -128,6 +135,8 @@ class ClientSettings:
             token_refresh_lead=numbers["token_refresh_lead"],
             verify=verify,
             conn_id=conn_id,
+            token_cache=flags["token_cache"],
+            token_cache_dir=str(extra.get("token_cache_dir") or ""),
         )
 
     @property

@@ -62,9 +62,30 @@ class TokenCache:
             tok = self._tokens.get(settings.cache_key)
         return tok.refresh_token if tok else None
 
-    def store(self, settings: ClientSettings, access: str, refresh: str | None, expires_in: float) -> None:
+    def store(
+        self,
+        settings: ClientSettings,
+        access: str,
+        refresh: str | None,
+        expires_in: float,
+        lifetime: float | None = None,
+    ) -> None:
+        """Keep a token valid for ``expires_in`` more seconds (``lifetime``: its whole life, if longer)."""
         with self._lock:
-            self._tokens[settings.cache_key] = _Token(access, refresh, self.clock() + expires_in, expires_in)
+            self._tokens[settings.cache_key] = _Token(
+                access, refresh, self.clock() + expires_in, expires_in if lifetime is None else lifetime
+            )
+
+    def held(self, settings: ClientSettings) -> str | None:
+        """The access token held for these credentials, even one that expired or was refused."""
+        with self._lock:
+            tok = self._tokens.get(settings.cache_key)
+        return tok.access_token if tok else None
+
+    def lifetime(self, settings: ClientSettings) -> float | None:
+        with self._lock:
+            tok = self._tokens.get(settings.cache_key)
+        return tok.lifetime if tok else None
 
     def invalidate(self, settings: ClientSettings, access_token: str | None = None) -> None:
         """Forget the access token (only if it is still ``access_token``), keeping the refresh token."""

@@ -184,10 +184,45 @@ class VolterasHook(BaseHook):
             cached = self._token_cache.valid(settings)
             if cached is not None:
                 return cached
-            token, refresh = drive(renew_flow(settings, self._token_cache), self._send)
-            _mask(token)
-            _mask(refresh)
+            if settings.token_cache:
+                shared = self._renew_through_file()
+                if shared is not None:
+                    return shared
+            return self._renew_here()
+
+    def _renew_here(self) -> str:
+        token, refresh = drive(renew_flow(self.settings, self._token_cache), self._send)
+        _mask(token)
+        _mask(refresh)
         return token
+
+    def _renew_through_file(self) -> str | None:
+        """A token shared with the machine's other processes (renewed once for all of them, under the
+        file's lock); ``None`` when the file cannot be used (then this process renews on its own)."""
+        from airflow_provider_volteras.hooks._token_file import FileToken, TokenFile, remaining, warn_once
+
+        settings, cache = self.settings, self._token_cache
+        store = TokenFile(settings, self.log)
+        try:
+            with store.locked():
+                stored = store.read()
+                # The token this process holds was refused or has expired: the file's copy of the very
+                # same token is no better (another process may have stored a newer one, though).
+                if stored is not None and stored.access_token != cache.held(settings):
+                    left = remaining(stored)
+                    cache.store(settings, stored.access_token, stored.refresh_token, left, stored.lifetime)
+                    _mask(stored.access_token)
+                    _mask(stored.refresh_token)
+                    token = cache.valid(settings)
+                    if token is not None:
+                        return token
+                token = self._renew_here()
+                lifetime = cache.lifetime(settings) or 0.0
+                store.write(FileToken(token, cache.refresh_token(settings), time.time() + lifetime, lifetime))
+                return token
+        except OSError as err:
+            warn_once(store.directory, f"{type(err).__name__}: {err}", self.log)
+            return None
 
     def _retrying(self) -> tenacity.Retrying:
         return tenacity.Retrying(**retry_kwargs(self.settings, self.log, deadline=self._deadline()))

@@ -161,7 +161,13 @@ class Deployment:
                 "password": secret or self.sim_client_secret,
                 "host": self.sim_base_url,
                 # timeout > the 20 s "slow" fault of the worker-kill test: that request must hang, not time out.
-                "extra": {"timeout": 30, "max_retries": 3, "retry_max_wait": 0.5},
+                # Tokens are shared by the task processes through a file in this deployment's own home.
+                "extra": {
+                    "timeout": 30,
+                    "max_retries": 3,
+                    "retry_max_wait": 0.5,
+                    "token_cache_dir": str(self.home / "token-cache"),
+                },
             }
         )
 
