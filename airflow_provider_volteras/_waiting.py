@@ -10,12 +10,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
 
 from airflow_provider_volteras._core.basics import STATUS_EXECUTED, STATUS_FAILED, is_terminal
 from airflow_provider_volteras._core.events import WaitEvent, failure_from_payload
 from airflow_provider_volteras._core.waiting import RECOVERABLE_POLL_ERRORS
 from airflow_provider_volteras.assets import record_executed
+from airflow_provider_volteras.catalogue import build_payload, get_command_spec
 from airflow_provider_volteras.exceptions import (
     VolterasCommandError,
     VolterasError,
@@ -103,7 +105,33 @@ def reason_overrides(value: Iterable[str] | str | None, name: str) -> tuple[str,
     return tuple(str(item) for item in items)
 
 
-class CommandWaitMixin:
+def checked_if_in_progress(value: str) -> str:
+    if value not in ("wait", "fail", "skip"):
+        raise ValueError(f"if_in_progress must be 'wait', 'fail' or 'skip', got {value!r}")
+    return value
+
+
+def check_static_command(command: Any, arguments: Any) -> None:
+    """Refuse at DAG-parse time what is already wrong; templated values are checked when the task runs."""
+    if is_static(command):
+        get_command_spec(command)
+        if is_static(arguments):
+            build_payload(command, arguments)
+
+
+class VolterasTaskMixin:
+    """The hook of a Volteras task, made when first used (never while the DAG file is parsed)."""
+
+    volteras_conn_id: str
+
+    @cached_property
+    def hook(self) -> VolterasHook:
+        from airflow_provider_volteras.hooks.volteras import VolterasHook
+
+        return VolterasHook(volteras_conn_id=self.volteras_conn_id)
+
+
+class CommandWaitMixin(VolterasTaskMixin):
     """Needs ``hook``, ``volteras_conn_id``, ``deferrable``, ``wait_poll_interval``, ``wait_timeout``,
     ``retryable_reasons``, ``fatal_reasons`` and ``log`` on the class it is mixed into."""
 
@@ -118,11 +146,6 @@ class CommandWaitMixin:
     task_kind: TaskKind = "operator"
     #: The task that sent the command, when it is another task (the sensor's upstream operator).
     sent_by: str | None = None
-
-    if TYPE_CHECKING:
-
-        @property
-        def hook(self) -> VolterasHook: ...
 
     def wait_for(
         self,

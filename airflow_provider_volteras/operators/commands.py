@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from airflow.sdk import BaseOperator
@@ -33,6 +32,8 @@ from airflow_provider_volteras._core.waiting import MIN_POLL_INTERVAL
 from airflow_provider_volteras._waiting import (
     CommandWaitMixin,
     PlainReason,
+    check_static_command,
+    checked_if_in_progress,
     default_deferrable,
     is_static,
     reason_overrides,
@@ -54,7 +55,6 @@ from airflow_provider_volteras.failures import DelayKind, already_final, api_fai
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_volteras.hooks.volteras import VolterasHook
 
 IfInProgress = Literal["wait", "fail", "skip"]
 
@@ -115,28 +115,17 @@ class VolterasCommandOperator(CommandWaitMixin, BaseOperator):
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.wait_poll_interval = seconds(poll_interval, "poll_interval", minimum=MIN_POLL_INTERVAL)
         self.wait_timeout = seconds(timeout, "timeout")
-        if if_in_progress not in ("wait", "fail", "skip"):
-            raise ValueError(f"if_in_progress must be 'wait', 'fail' or 'skip', got {if_in_progress!r}")
-        self.if_in_progress = if_in_progress
+        self.if_in_progress = checked_if_in_progress(if_in_progress)
         self.retryable_reasons = reason_overrides(retryable_reasons, "retryable_reasons")
         self.fatal_reasons = reason_overrides(fatal_reasons, "fatal_reasons")
         # Refuse what is already wrong at parse time; templated values are checked when the task runs.
         if is_static(self.vehicle_id):
             validate_id(self.vehicle_id)
-        if is_static(self.command):
-            get_command_spec(self.command)
-            if is_static(self.command_arguments()):
-                build_payload(self.command, self.command_arguments())
+        check_static_command(self.command, self.command_arguments())
 
     def command_arguments(self) -> dict[str, Any] | None:
         """The JSON arguments to send (subclasses build them from typed parameters)."""
         return self.arguments
-
-    @cached_property
-    def hook(self) -> VolterasHook:
-        from airflow_provider_volteras.hooks.volteras import VolterasHook
-
-        return VolterasHook(volteras_conn_id=self.volteras_conn_id)
 
     def expected_execution(self) -> dict[str, str | None]:
         return {"vehicle_id": str(self.vehicle_id), "command": str(self.command).upper()}

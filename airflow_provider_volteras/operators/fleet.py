@@ -20,7 +20,6 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 from airflow.sdk import BaseOperator
@@ -35,7 +34,15 @@ from airflow_provider_volteras._core.basics import (
 )
 from airflow_provider_volteras._core.intent import arguments_match, describe_arguments, id_digest
 from airflow_provider_volteras._core.waiting import MIN_POLL_INTERVAL
-from airflow_provider_volteras._waiting import default_deferrable, is_static, reason_overrides, seconds
+from airflow_provider_volteras._waiting import (
+    VolterasTaskMixin,
+    check_static_command,
+    checked_if_in_progress,
+    default_deferrable,
+    is_static,
+    reason_overrides,
+    seconds,
+)
 from airflow_provider_volteras.catalogue import CommandSpec, VehicleCommand, build_payload, get_command_spec
 from airflow_provider_volteras.exceptions import (
     VolterasCommandError,
@@ -52,7 +59,6 @@ from airflow_provider_volteras.failures import DelayKind, api_failure, command_f
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_volteras.hooks.volteras import VolterasHook
     from airflow_provider_volteras.triggers.fleet import VehicleWait
 
 #: Task state store key of a fleet task (do not rename): ``{"command", "arguments", "vehicles": {vehicle_id:
@@ -223,7 +229,7 @@ class _FleetStore:
 # ---------------------------------------------------------------------------------------------
 
 
-class VolterasFleetCommandOperator(BaseOperator):
+class VolterasFleetCommandOperator(VolterasTaskMixin, BaseOperator):
     """Send one command to many vehicles in one task and wait until each is executed.
 
     Creates run ``max_concurrent_creates`` at a time through one hook (one token). Each created
@@ -288,26 +294,15 @@ class VolterasFleetCommandOperator(BaseOperator):
         if not 1 <= max_concurrent_creates <= 64:
             raise ValueError(f"max_concurrent_creates must be between 1 and 64, got {max_concurrent_creates}")
         self.max_concurrent_creates = max_concurrent_creates
-        if if_in_progress not in ("wait", "fail", "skip"):
-            raise ValueError(f"if_in_progress must be 'wait', 'fail' or 'skip', got {if_in_progress!r}")
-        self.if_in_progress = if_in_progress
+        self.if_in_progress = checked_if_in_progress(if_in_progress)
         self.retryable_reasons = reason_overrides(retryable_reasons, "retryable_reasons")
         self.fatal_reasons = reason_overrides(fatal_reasons, "fatal_reasons")
         if is_static(self.vehicle_ids) and isinstance(self.vehicle_ids, (list, tuple)):
             _vehicle_list(self.vehicle_ids)
-        if is_static(self.command):
-            get_command_spec(self.command)
-            if is_static(self.command_arguments()):
-                build_payload(self.command, self.command_arguments())
+        check_static_command(self.command, self.command_arguments())
 
     def command_arguments(self) -> dict[str, Any] | None:
         return self.arguments
-
-    @cached_property
-    def hook(self) -> VolterasHook:
-        from airflow_provider_volteras.hooks.volteras import VolterasHook
-
-        return VolterasHook(volteras_conn_id=self.volteras_conn_id)
 
     # -- run ----------------------------------------------------------------------------------
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator
@@ -24,8 +23,6 @@ from airflow_provider_volteras.failures import TaskKind, api_failure, sender_tas
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-    from airflow_provider_volteras.hooks.volteras import VolterasHook
 
 
 class CommandExecutionSensor(CommandWaitMixin, BaseSensorOperator):
@@ -76,12 +73,6 @@ class CommandExecutionSensor(CommandWaitMixin, BaseSensorOperator):
         self.wait_timeout = seconds(timeout, "timeout")
         self.retryable_reasons = reason_overrides(retryable_reasons, "retryable_reasons")
         self.fatal_reasons = reason_overrides(fatal_reasons, "fatal_reasons")
-
-    @cached_property
-    def hook(self) -> VolterasHook:
-        from airflow_provider_volteras.hooks.volteras import VolterasHook
-
-        return VolterasHook(volteras_conn_id=self.volteras_conn_id)
 
     def _execution(self, *, tolerate_unread: bool = False) -> tuple[str, dict[str, Any]]:
         """Read the execution. With ``tolerate_unread``, a read that gets no usable answer (a 404 of a
