@@ -59,6 +59,7 @@ def test_twenty_task_processes_on_one_machine_share_one_token(sim: Any, monkeypa
     failures = [p.stderr.read().decode()[-500:] for p in processes if p.wait(120) != 0 and p.stderr]
     assert not failures, failures
     assert sim.state.counters()["rateLimitRequests"] == 20
+    print(f"20 task processes on one machine: {token_requests(sim)} token request(s)")
     assert token_requests(sim) <= 2, "20 processes on one machine must share the token"
 
 
