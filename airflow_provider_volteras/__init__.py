@@ -9,6 +9,42 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "get_provider_info"]
 
 
+def connection_form_fields() -> dict[str, Any]:
+    """The connection form's extra fields, made from the table the connection settings are checked with.
+
+    Each field shows its default (as its initial value, so the form saves the default rather than a
+    null) and the same description the settings use, so the form and the code cannot drift apart.
+    """
+    from airflow_provider_volteras._core.extras import BOOLEAN_EXTRAS, NUMERIC_EXTRAS, STRING_EXTRAS
+
+    fields: dict[str, Any] = {}
+    for name, (default, minimum, maximum, description) in NUMERIC_EXTRAS.items():
+        whole = float(default).is_integer() and float(minimum).is_integer() and name == "max_retries"
+        fields[name] = {
+            "label": name.replace("_", " ").capitalize(),
+            "description": f"{description} Default {default:g}, from {minimum:g} to {maximum:g}.",
+            "schema": {
+                "type": "integer" if whole else "number",
+                "minimum": minimum,
+                "maximum": maximum,
+                "default": int(default) if whole else default,
+            },
+        }
+    for name, (flag, description) in BOOLEAN_EXTRAS.items():
+        fields[name] = {
+            "label": name.replace("_", " ").capitalize(),
+            "description": f"{description} Default {'on' if flag else 'off'}.",
+            "schema": {"type": "boolean", "default": flag},
+        }
+    for name, description in STRING_EXTRAS.items():
+        fields[name] = {
+            "label": name.replace("_", " ").capitalize(),
+            "description": f"{description} Empty: not used.",
+            "schema": {"type": "string", "default": ""},
+        }
+    return fields
+
+
 def get_provider_info() -> dict[str, Any]:
     """Provider metadata read by Airflow's ``apache_airflow_provider`` entry point (no heavy imports)."""
     return {
@@ -69,23 +105,7 @@ def get_provider_info() -> dict[str, Any]:
                         "extra": '{"timeout": 30, "max_retries": 5}',
                     },
                 },
-                "conn-fields": {
-                    "timeout": {
-                        "label": "Timeout (seconds)",
-                        "description": "Seconds to wait for each HTTP answer.",
-                        "schema": {"type": ["number", "null"], "minimum": 0.1, "maximum": 600},
-                    },
-                    "max_retries": {
-                        "label": "Max retries",
-                        "description": "Retries of one request on connection errors, timeouts, 5xx and 429.",
-                        "schema": {"type": ["integer", "null"], "minimum": 0, "maximum": 20},
-                    },
-                    "allow_insecure_http": {
-                        "label": "Allow plain HTTP",
-                        "description": "Allow an http:// base URL to a non-loopback host. Never for production.",
-                        "schema": {"type": ["boolean", "null"]},
-                    },
-                },
+                "conn-fields": connection_form_fields(),
             }
         ],
     }

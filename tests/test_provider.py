@@ -146,3 +146,29 @@ def test_readme_failure_table_matches_the_code(reason):
 @pytest.mark.parametrize("name", sorted(cls.__name__ for cls in OPERATORS.values()))
 def test_readme_documents_every_operator(name):
     assert f"`{name}`" in README
+
+
+def test_the_connection_form_has_every_extra_with_its_default_and_no_nulls():
+    """The form is made from the table the settings are checked with: nothing can drift (issue 12, item 2)."""
+    from airflow.providers_manager import ProvidersManager
+
+    from airflow_provider_volteras._core.extras import BOOLEAN_EXTRAS, NUMERIC_EXTRAS, STRING_EXTRAS
+
+    fields = get_provider_info()["connection-types"][0]["conn-fields"]
+    assert set(fields) == set(NUMERIC_EXTRAS) | set(BOOLEAN_EXTRAS) | set(STRING_EXTRAS)
+    for name, (default, _, _, description) in NUMERIC_EXTRAS.items():
+        assert fields[name]["schema"]["default"] == default and description in fields[name]["description"]
+        assert "null" not in str(fields[name]["schema"]["type"])
+    for name, (flag, description) in BOOLEAN_EXTRAS.items():
+        assert fields[name]["schema"] == {"type": "boolean", "default": flag}
+        assert description in fields[name]["description"]
+    # What the API server hands the UI: every field starts at its default, never at null.
+    widgets = ProvidersManager().connection_form_widgets
+    for name in fields:
+        widget = widgets[f"extra__volteras__{name}"]
+        assert widget.field["value"] is not None, name
+
+
+@pytest.mark.parametrize("name", sorted(get_provider_info()["connection-types"][0]["conn-fields"]))
+def test_readme_documents_every_connection_extra(name):
+    assert f"| `{name}` |" in README

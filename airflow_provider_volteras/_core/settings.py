@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from airflow_provider_volteras._core.extras import BOOLEAN_EXTRAS, NUMERIC_EXTRAS, STRING_EXTRAS
 from airflow_provider_volteras.exceptions import (
     VolterasConfigurationError,
 )
@@ -41,28 +42,7 @@ def _as_number(name: str, value: Any, *, minimum: float, maximum: float) -> floa
     return number
 
 
-#: Connection extras: name -> (default, minimum, maximum, description). Numbers only.
-NUMERIC_EXTRAS: dict[str, tuple[float, float, float, str]] = {
-    "timeout": (30.0, 0.1, 600.0, "Seconds to wait for each HTTP answer (read timeout)."),
-    "connect_timeout": (10.0, 0.1, 120.0, "Seconds to wait for a TCP/TLS connection."),
-    "max_retries": (5, 0, 20, "Retries of one request on connection errors, timeouts, 5xx and 429."),
-    "retry_max_wait": (60.0, 0.0, 3600.0, "Longest backoff between two retries, in seconds (Retry-After wins)."),
-    "retry_total_seconds": (300.0, 1.0, 7200.0, "Give up retrying one request after this many seconds in all."),
-    "token_refresh_lead": (60.0, 0.0, 3600.0, "Renew the access token this many seconds before it expires."),
-}
-BOOLEAN_EXTRAS: dict[str, tuple[bool, str]] = {
-    "allow_insecure_http": (False, "Allow a plain http:// base URL to a non-loopback host (never for production)."),
-    "verify_ssl": (True, "Verify the server's TLS certificate (use ca_bundle for a private CA instead of false)."),
-    "token_cache": (
-        True,
-        "Share access tokens between the task processes of one machine and user, in an encrypted file.",
-    ),
-}
 _FORM_PREFIX = "extra__volteras__"
-STRING_EXTRAS: dict[str, str] = {
-    "ca_bundle": "Path to a CA bundle file used to verify TLS (for a TLS-inspecting proxy).",
-    "token_cache_dir": "Directory of the shared token cache (default: ~/.cache/airflow-provider-volteras).",
-}
 
 
 @dataclass(frozen=True)
