@@ -252,12 +252,17 @@ class VolterasHook(BaseHook):
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the credentials with ``/v1/oauth2/test-token`` (the connection form's Test button)."""
+        # The UI tests a copy of the connection under a random id: name "this connection" instead.
+        this = f"connection '{self.volteras_conn_id}'"
         try:
             access = self._request(connection_test_request(), parse_api_access)
         except VolterasError as err:
-            return False, f"Volteras connection failed: {err}"
+            return False, f"Volteras connection failed: {str(err).replace(this, 'this connection')}"
         except Exception as err:  # noqa: BLE001 - the form shows the cause, whatever it is
-            return False, f"Volteras connection failed: {type(err).__name__}: {err}"
+            return (
+                False,
+                f"Volteras connection failed: {type(err).__name__}: {str(err).replace(this, 'this connection')}",
+            )
         return True, (
             f"Connected to Volteras organization {access['organizationId']} as client {access.get('clientId', '?')}."
         )

@@ -207,3 +207,26 @@ def test_tolerated_answers(sim, connect):
     sim.state.add_fault("null_executed_at", method="GET", path=POLL)
     got = hook.get_command_execution(VEHICLE, execution["id"])
     assert got["status"] == "EXECUTED" and got["executedAt"] is None
+
+
+def test_a_failed_connection_test_never_names_the_uis_random_connection_id(sim, monkeypatch):
+    """The UI tests a copy of the connection under a random id ('S1Sufeet'): the message must not show it."""
+    import json
+
+    from airflow_provider_volteras.hooks.volteras import VolterasHook
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_S1SUFEET",
+        json.dumps(
+            {
+                "conn_type": "volteras",
+                "login": "volteras-sim-client",
+                "password": "wrong-secret",
+                "host": sim.base_url,
+                "extra": {"max_retries": 0, "token_cache": False},
+            }
+        ),
+    )
+    ok, message = VolterasHook(volteras_conn_id="S1Sufeet").test_connection()
+    assert ok is False
+    assert "S1Sufeet" not in message and "this connection" in message and "refused" in message
