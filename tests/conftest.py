@@ -24,7 +24,6 @@ os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
 os.environ.pop("AIRFLOW_CONN_VOLTERAS_DEFAULT", None)
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "volteras"
 
 SIM_CLIENT_ID = "volteras-sim-client"
 SIM_CLIENT_SECRET = "volteras-sim-secret"

@@ -1,4 +1,4 @@
-"""The command catalogue against the public OpenAPI document (``../shared/volteras/openapi.json``)."""
+"""The command catalogue against the public OpenAPI document (vendored in ``tests/data/volteras/openapi.json``)."""
 
 from __future__ import annotations
 
@@ -18,14 +18,14 @@ from airflow_provider_volteras.catalogue import (
 )
 from airflow_provider_volteras.exceptions import VolterasInvalidInputError
 
-OPENAPI = Path(__file__).resolve().parents[2] / "shared/volteras/openapi.json"
+OPENAPI = Path(__file__).resolve().parent / "data" / "volteras" / "openapi.json"
 COMMAND_PATH = re.compile(r"^/v1/vehicles/\{vehicle_id\}/command-execution:([a-z0-9-]+)$")
 
 
 @pytest.fixture(scope="module")
 def doc() -> dict[str, Any]:
     if not OPENAPI.is_file():
-        pytest.fail(f"{OPENAPI} is missing: these tests need ../shared/volteras beside the checkout", pytrace=False)
+        pytest.fail(f"{OPENAPI} is missing: it is vendored in tests/data/volteras (see its README)", pytrace=False)
     return json.loads(OPENAPI.read_text())
 
 

@@ -1,8 +1,8 @@
 """Contract: the simulator answers like the real Volteras Connect API.
 
 Every success body is validated against the 200-response schema of its operation in
-``shared/volteras/openapi.json`` (OpenAPI 3.1 = JSON Schema 2020-12), every error against
-the envelope of ``shared/volteras/error-codes.yml``, and every emitted error code against
+``tests/data/volteras/openapi.json`` (OpenAPI 3.1 = JSON Schema 2020-12), every error against
+the envelope of ``tests/data/volteras/error-codes.yml``, and every emitted error code against
 the registry (or the operation's own documented codes).
 
 One documented quirk: the document puts ``enum`` beside ``anyOf: [string, null]`` on
