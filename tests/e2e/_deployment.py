@@ -8,6 +8,13 @@ Metadata DB: SQLite by default (Airflow 3.3 runs LocalExecutor on SQLite, as ``a
 tasks reach the DB only through the API server's execution API). ``VOLTERAS_E2E_DB=postgres`` runs a
 private PostgreSQL server instead (needs the Debian ``postgresql`` package and ``psycopg2-binary``).
 
+``executor="CeleryExecutor"`` is Airflow's distributed engine: a private PostgreSQL server (metadata DB and
+Celery result backend) and a private Redis server (broker), ``workers`` Celery workers and ``triggerers``
+triggerers. Each worker and triggerer reports its own host name (``VOLTERAS_E2E_HOSTNAME``, read by
+``tests/e2e/_hostname.py`` as ``[core] hostname_callable``), so a task instance's ``hostname`` and a
+triggerer job's ``hostname`` tell which process ran it; each worker has its own token-cache directory, as
+two machines would.
+
 Only processes started here are ever signalled: each component is a ``Popen`` in its own session, and
 stopping it kills its process group plus every descendant found under it in ``/proc`` (task processes and
 the triggerer's trigger runner put themselves in process groups of their own).
@@ -39,7 +46,7 @@ VENV_BIN = Path(sys.executable).parent
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "volteras-e2e-admin"  # a throwaway deployment's throwaway password
 EXPECTED_DAGS = ("volteras_climate_off", "volteras_fleet_climate_off", "volteras_send_command")
-COMPONENTS = ("scheduler", "dag-processor", "triggerer", "api-server")
+HOSTNAME_CALLABLE = "tests.e2e._hostname.hostname"
 
 
 def free_port() -> int:
@@ -135,10 +142,15 @@ class Deployment:
     sim_client_id: str
     sim_client_secret: str
     db: str = field(default_factory=lambda: os.environ.get("VOLTERAS_E2E_DB", "sqlite").strip().lower())
+    executor: str = "LocalExecutor"
+    triggerers: int = 1
+    workers: int = 0  # Celery workers (CeleryExecutor only)
+    worker_concurrency: int = 4
     home: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="volteras-e2e-home-")))
     api_port: int = field(default_factory=free_port)
     components: dict[str, Component] = field(default_factory=dict)
     postgres: Component | None = None
+    redis: Component | None = None
     env: dict[str, str] = field(default_factory=dict)
     _token: str | None = None
     _http: requests.Session = field(default_factory=requests.Session)
@@ -153,7 +165,15 @@ class Deployment:
     def logs_dir(self) -> Path:
         return self.home / "process-logs"
 
-    def connection_json(self, secret: str | None = None) -> str:
+    @property
+    def component_names(self) -> list[str]:
+        """Start order; stopped in reverse. The first triggerer is ``triggerer``, then ``triggerer-2``, ..."""
+        names = ["scheduler", "dag-processor"]
+        names += ["triggerer" if i == 1 else f"triggerer-{i}" for i in range(1, self.triggerers + 1)]
+        names += [f"worker-{i}" for i in range(1, self.workers + 1)]
+        return [*names, "api-server"]
+
+    def connection_json(self, secret: str | None = None, token_cache: str = "token-cache") -> str:
         return json.dumps(
             {
                 "conn_type": "volteras",
@@ -166,7 +186,7 @@ class Deployment:
                     "timeout": 30,
                     "max_retries": 3,
                     "retry_max_wait": 0.5,
-                    "token_cache_dir": str(self.home / "token-cache"),
+                    "token_cache_dir": str(self.home / token_cache),
                 },
             }
         )
@@ -186,7 +206,7 @@ class Deployment:
                 "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__EXECUTOR": self.executor,
                 "AIRFLOW__CORE__PARALLELISM": "4",
                 "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
@@ -217,9 +237,25 @@ class Deployment:
                 "AIRFLOW_CONN_VOLTERAS_DEFAULT": self.connection_json(),
                 # Read by the fleet example DAG at parse time: transient retries after 2 s.
                 "VOLTERAS_EXAMPLE_RETRY_SECONDS": "2",
+                # Each worker and triggerer names itself (see _hostname.py); the repository root makes it importable.
+                "AIRFLOW__CORE__HOSTNAME_CALLABLE": HOSTNAME_CALLABLE,
+                "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p),
+                "VOLTERAS_E2E_HOSTNAME": "main",
             }
         )
         return env
+
+    def _component_env(self, name: str) -> dict[str, str] | None:
+        """A worker or a second triggerer gets its own host name; a worker its own token cache (own machine)."""
+        if name.startswith("worker-"):
+            return {
+                **self.env,
+                "VOLTERAS_E2E_HOSTNAME": name,
+                "AIRFLOW_CONN_VOLTERAS_DEFAULT": self.connection_json(token_cache=f"token-cache-{name}"),
+            }
+        if name.startswith("triggerer"):
+            return {**self.env, "VOLTERAS_E2E_HOSTNAME": name}
+        return None
 
     # ------------------------------------------------------------------ processes
 
@@ -264,8 +300,36 @@ class Deployment:
 
     def start(self) -> None:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
+        celery = self.executor == "CeleryExecutor"
+        if celery:
+            self.db = "postgres"  # Celery's result backend and several writers need a real server
+            missing = [
+                pkg
+                for pkg, found in (("redis-server", _redis_server()), ("postgresql", _postgres_bindir()))
+                if found is None
+            ]
+            if missing:
+                raise RuntimeError(
+                    f"the CeleryExecutor end-to-end tests need Debian's {' and '.join(missing)}: "
+                    f"apt-get install {' '.join(missing)} (.ci/run does this; see the README's Tests section)"
+                )
         sql_conn = self._start_postgres() if self.db == "postgres" else f"sqlite:///{self.home / 'airflow.db'}"
         self.env = self._build_env(sql_conn)
+        if celery:
+            broker = self._start_redis()
+            self.env.update(
+                {
+                    "AIRFLOW__CELERY__BROKER_URL": broker,
+                    # "db+postgresql://" would pick psycopg 3, which is not installed: name psycopg2.
+                    "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + sql_conn,
+                    "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.worker_concurrency),
+                    "AIRFLOW__CELERY__SYNC_PARALLELISM": "2",
+                    "AIRFLOW__CORE__PARALLELISM": str(max(8, 2 * self.workers * self.worker_concurrency)),
+                    # A killed worker's task is failed (and retried) after this many seconds without a heartbeat.
+                    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
+                    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+                }
+            )
         airflow = str(VENV_BIN / "airflow")
         migrate_log = self.logs_dir / "db-migrate.log"
         with open(migrate_log, "wb") as log:
@@ -293,10 +357,17 @@ class Deployment:
             ],
             "scheduler": [airflow, "scheduler", "--skip-serve-logs"],
             "dag-processor": [airflow, "dag-processor"],
-            "triggerer": [airflow, "triggerer", "--skip-serve-logs"],
         }
-        for name in COMPONENTS:
-            self.components[name] = Component(name, argvs[name], self.logs_dir / f"{name}.log")
+        for name in self.component_names:
+            if name.startswith("triggerer"):
+                argv = [airflow, "triggerer", "--skip-serve-logs", "--pid", str(self.home / f"{name}.pid")]
+            elif name.startswith("worker-"):
+                # -H: two workers on one machine need distinct Celery node names; --pid: distinct pid files.
+                argv = [airflow, "celery", "worker", "-H", name, "--skip-serve-logs"]
+                argv += ["--pid", str(self.home / f"{name}.pid"), "--without-gossip", "--without-mingle"]
+            else:
+                argv = argvs[name]
+            self.components[name] = Component(name, argv, self.logs_dir / f"{name}.log", env=self._component_env(name))
             self._spawn(self.components[name])
 
     def _start_postgres(self) -> str:
@@ -309,6 +380,11 @@ class Deployment:
                 "pip install 'psycopg2-binary==2.9.*' 'asyncpg>=0.30'"
             ) from err
         bindir = _postgres_bindir()
+        if bindir is None:
+            raise RuntimeError(
+                "a PostgreSQL metadata DB needs Debian's postgresql package: apt-get install postgresql "
+                "(.ci/run does this; see the README's Tests section)"
+            )
         port = free_port()
         data = self.home / "pgdata"
         sockdir = self.home / "pgsock"
@@ -377,8 +453,49 @@ class Deployment:
         )
         return f"postgresql+psycopg2://postgres@127.0.0.1:{port}/airflow"
 
+    def _start_redis(self) -> str:
+        """A private Redis server (the Celery broker) on a free port; returns its URL."""
+        server = _redis_server()
+        assert server is not None
+        port = free_port()
+        folder = self.home / "redis"
+        folder.mkdir()
+        self.redis = Component(
+            "redis",
+            [
+                server,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(folder),
+                "--protected-mode",
+                "yes",
+            ],
+            self.logs_dir / "redis.log",
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"},
+        )
+        self._spawn(self.redis)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return f"redis://127.0.0.1:{port}/0"
+            except OSError:
+                pass
+            if not self.redis.alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"Redis did not start:\n{tail(self.redis.log_path)}")
+            time.sleep(0.2)
+
     def stop(self) -> None:
-        for name in reversed(COMPONENTS):
+        for name in reversed(self.component_names):
             if name in self.components:
                 comp = self.components[name]
                 if comp.alive():
@@ -395,6 +512,10 @@ class Deployment:
             _signal_tree(comp.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 comp.proc.wait(10)
+        if self.redis is not None and self.redis.proc is not None:
+            _signal_tree(self.redis.pid, signal.SIGKILL)  # nothing in it is worth keeping
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.redis.proc.wait(10)
         if self.postgres is not None and self.postgres.proc is not None:
             _signal_tree(self.postgres.pid, signal.SIGINT)  # fast shutdown
             try:
@@ -461,13 +582,20 @@ class Deployment:
                     errors = self.get("/api/v2/importErrors")
                     if errors.get("total_entries"):
                         raise RuntimeError(f"DAG import errors: {json.dumps(errors)[:3000]}")
-                    if set(EXPECTED_DAGS) <= ids:
+                    if set(EXPECTED_DAGS) <= ids and self.workers_ready():
                         return last
                     last = {"health": last, "dags": sorted(ids)}
             except (requests.RequestException, AssertionError) as err:
                 last = repr(err)
             time.sleep(1.0)
         raise RuntimeError(f"Airflow was not ready in {timeout:.0f} s; last: {last}")
+
+    def workers_ready(self) -> bool:
+        """Every Celery worker has connected to the broker and said so in its log."""
+        for name, comp in self.components.items():
+            if name.startswith("worker-") and f"{name} ready" not in comp.log_path.read_text(errors="replace"):
+                return False
+        return True
 
     # -- runs
 
@@ -529,29 +657,16 @@ class Deployment:
                 raise AssertionError(f"Airflow {comp.name} died (exit {comp.proc.returncode if comp.proc else '?'})")
 
 
-def _postgres_bindir() -> Path:
-    """The PostgreSQL server binaries; installs Debian's ``postgresql`` package when missing (as root)."""
+def _postgres_bindir() -> Path | None:
+    """The PostgreSQL server binaries of Debian's ``postgresql`` package, newest version first; None if absent."""
+    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (candidate / "initdb").exists() and (candidate / "postgres").exists():
+            return candidate
+    return None
 
-    def find() -> Path | None:
-        for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
-            if (candidate / "initdb").exists() and (candidate / "postgres").exists():
-                return candidate
-        return None
 
-    found = find()
-    if found is None:
-        if os.geteuid() != 0 or shutil.which("apt-get") is None:
-            raise RuntimeError("PostgreSQL server binaries not found and cannot apt-get install them (not root)")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-q"], check=True, env=env, capture_output=True, timeout=600)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql"],
-            check=True,
-            env=env,
-            capture_output=True,
-            timeout=900,
-        )
-        found = find()
-        if found is None:
-            raise RuntimeError("apt-get installed postgresql but no /usr/lib/postgresql/*/bin/initdb was found")
-    return found
+def _redis_server() -> str | None:
+    """Debian's ``redis-server`` binary; None if absent."""
+    return shutil.which("redis-server") or next(
+        (str(p) for p in (Path("/usr/bin/redis-server"), Path("/usr/sbin/redis-server")) if p.exists()), None
+    )

@@ -38,13 +38,9 @@ def simulator() -> Iterator[Any]:
         yield sim
 
 
-@pytest.fixture(scope="module")
-def airflow(simulator: Any) -> Iterator[Deployment]:
-    """A running Airflow 3.3 deployment on free ports, stopped when the e2e module ends (not kept for the session)."""
+def _running(deployment: Deployment) -> Iterator[Deployment]:
+    """Start a deployment, yield it, stop it; its home is kept after a failure or with VOLTERAS_E2E_KEEP=1."""
     global _DEPLOYMENT
-    deployment = Deployment(
-        sim_base_url=simulator.base_url, sim_client_id=SIM_CLIENT_ID, sim_client_secret=SIM_CLIENT_SECRET
-    )
     started = time.monotonic()
     try:
         deployment.start()
@@ -57,11 +53,21 @@ def airflow(simulator: Any) -> Iterator[Deployment]:
         _KEPT.append(str(deployment.home))
         pytest.fail(f"Airflow deployment did not start: {err}\nhome: {deployment.home}\n{tails}", pytrace=False)
     _DEPLOYMENT = deployment
+    what = (
+        f"{deployment.executor}, {deployment.db}, {deployment.triggerers} triggerer(s), {deployment.workers} worker(s)"
+    )
     print(
-        f"\n[e2e] Airflow ({deployment.db}) ready in {time.monotonic() - started:.1f} s at {deployment.api_url}, "
+        f"\n[e2e] Airflow ({what}) ready in {time.monotonic() - started:.1f} s at {deployment.api_url}, "
         f"home {deployment.home}"
     )
-    _RESULTS.append({"test": "<startup>", "wall_s": round(time.monotonic() - started, 1), "db": deployment.db})
+    _RESULTS.append(
+        {
+            "test": "<startup>",
+            "wall_s": round(time.monotonic() - started, 1),
+            "db": deployment.db,
+            "executor": deployment.executor,
+        }
+    )
     try:
         yield deployment
     finally:
@@ -73,6 +79,29 @@ def airflow(simulator: Any) -> Iterator[Deployment]:
             _KEPT.append(str(deployment.home))
         else:
             shutil.rmtree(deployment.home, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def airflow(simulator: Any) -> Iterator[Deployment]:
+    """A running Airflow 3.3 deployment (LocalExecutor) on free ports, stopped when the test module ends."""
+    yield from _running(
+        Deployment(sim_base_url=simulator.base_url, sim_client_id=SIM_CLIENT_ID, sim_client_secret=SIM_CLIENT_SECRET)
+    )
+
+
+@pytest.fixture(scope="module")
+def celery_airflow(simulator: Any) -> Iterator[Deployment]:
+    """Airflow on CeleryExecutor: PostgreSQL, Redis, two Celery workers and two triggerers, on free ports."""
+    yield from _running(
+        Deployment(
+            sim_base_url=simulator.base_url,
+            sim_client_id=SIM_CLIENT_ID,
+            sim_client_secret=SIM_CLIENT_SECRET,
+            executor="CeleryExecutor",
+            triggerers=2,
+            workers=2,
+        )
+    )
 
 
 @pytest.fixture

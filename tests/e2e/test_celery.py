@@ -1,0 +1,251 @@
+"""End-to-end at fleet scale on Airflow's distributed engine: CeleryExecutor with Redis and PostgreSQL, two
+Celery workers and two triggerers, all started here on 127.0.0.1 with free ports (``celery_airflow`` in
+``conftest.py``).
+
+What a data-platform team running the fleet example would check: one create per vehicle across two
+workers, token requests per worker host and triggerer rather than per vehicle, a SIGKILLed triggerer's
+waits taken over by the other one, and a worker killed between the create and the deferral re-attaching on
+its retry. Redis and PostgreSQL come from Debian's packages (``apt-get install redis-server postgresql``,
+done by ``.ci/run``); without them these tests fail and say so.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any
+
+import pytest
+
+from ._deployment import Deployment, descendants
+from ._support import (
+    FLEET,
+    SEND,
+    STATE_KEY,
+    StateLog,
+    create_attempts,
+    creates,
+    executions,
+    mapped_tis,
+    polls,
+    prepare_fleet,
+    set_scenario,
+    state_mismatches,
+    task_log,
+    unpause,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.celery, pytest.mark.timeout(900)]
+
+WORKERS = {"worker-1", "worker-2"}
+
+
+def triggerer_hosts(airflow: Deployment) -> dict[int, str]:
+    """Triggerer job id -> the host name its process reported (``triggerer``, ``triggerer-2``)."""
+    jobs = airflow.get("/api/v2/jobs", params={"job_type": "TriggererJob", "limit": 100})["jobs"]
+    return {int(j["id"]): str(j["hostname"]) for j in jobs}
+
+
+def holders(tis: dict[int, dict[str, Any]]) -> dict[int, int]:
+    """Map index -> the triggerer job holding its trigger (deferred task instances only)."""
+    return {
+        i: int(ti["trigger"]["triggerer_id"])
+        for i, ti in tis.items()
+        if ti["state"] == "deferred" and (ti.get("trigger") or {}).get("triggerer_id")
+    }
+
+
+# --------------------------------------------------------------------------- 1. a fleet across two workers
+
+
+def test_fleet_on_two_workers_sends_one_command_per_vehicle(
+    celery_airflow: Deployment, simulator: Any, record: dict[str, Any]
+) -> None:
+    airflow = celery_airflow
+    fleet = [f"cel1-ok-{i:02d}" for i in range(40)]
+    for vid in fleet:  # long enough for every task to defer, short enough for a quick run
+        set_scenario(simulator, vid, outcome="EXECUTED", delay=8.0)
+    before = simulator.state.counters()
+    prepare_fleet(airflow)
+    started = time.monotonic()
+    run_id = airflow.trigger(FLEET, {"vehicle_ids": fleet})
+    seen = StateLog()
+    run = airflow.wait_run(FLEET, run_id, timeout=600, on_poll=seen, interval=1.0)
+    wall = time.monotonic() - started
+    after = simulator.state.counters()
+
+    tis = mapped_tis(airflow, FLEET, run_id, "climate_off")
+    counted = creates(simulator, fleet)
+    hosts = triggerer_hosts(airflow)
+    trigger_jobs = {t["triggerer_id"] for ts in seen.triggers.values() for t in ts if t.get("triggerer_id")}
+    token_requests = after["tokenRequests"] - before["tokenRequests"]
+    record.update(
+        run_state=run["state"],
+        wall_s_run=round(wall, 1),
+        state_mismatches=state_mismatches(airflow, FLEET, run_id),
+        vehicles=len(fleet),
+        creates_total=sum(counted.values()),
+        create_attempts_total=sum(create_attempts(simulator, fleet).values()),
+        token_requests=token_requests,
+        status_reads=after["polls"] - before["polls"],
+        tasks_per_worker={h: sum(1 for ti in tis.values() if ti["hostname"] == h) for h in sorted(WORKERS)},
+        triggerers_used=sorted(hosts.get(int(j), str(j)) for j in trigger_jobs),
+    )
+    assert run["state"] == "success", record
+    assert len(tis) == len(fleet)
+    assert {(ti["state"], ti["try_number"]) for ti in tis.values()} == {("success", 1)}, record
+    assert seen.deferred_tries("climate_off", 0) == {1}, seen.states
+    # One command per vehicle, none refused and adopted, however the tasks were spread.
+    assert counted == dict.fromkeys(fleet, 1) == create_attempts(simulator, fleet)
+    assert all([e["status"] for e in executions(simulator, vid)] == ["EXECUTED"] for vid in fleet)
+    # The tasks really ran on both Celery workers, and their triggers in a triggerer.
+    assert {ti["hostname"] for ti in tis.values()} == WORKERS, record["tasks_per_worker"]
+    assert trigger_jobs and {hosts.get(int(j)) for j in trigger_jobs} <= {"triggerer", "triggerer-2"}
+    # Tokens: one per worker host (the task processes of a host share the token file) and one per
+    # triggerer process, not one per vehicle.
+    assert token_requests <= len(WORKERS) + airflow.triggerers, record
+
+
+# --------------------------------------------------------------------------- 2. triggerer SIGKILL, takeover
+
+
+def test_sigkilled_triggerer_waits_are_taken_over_by_the_other(
+    celery_airflow: Deployment, simulator: Any, record: dict[str, Any]
+) -> None:
+    airflow = celery_airflow
+    delay = 45.0  # every command stays PENDING well past the kill and the takeover
+    ok = [f"cel2-ok-{i:02d}" for i in range(10)]
+    fatal = ["cel2-consent"]
+    retryable = ["cel2-offline"]
+    for vid in ok:
+        set_scenario(simulator, vid, outcome="EXECUTED", delay=delay)
+    set_scenario(simulator, fatal[0], outcome="FAILED", failed_reason="OEM_OAUTH_TOKEN_EXPIRED", delay=delay)
+    set_scenario(
+        simulator,
+        retryable[0],
+        delay=delay,
+        sequence=[
+            {"outcome": "FAILED", "failedReason": "OEM_VEHICLE_OFFLINE"},
+            {"outcome": "EXECUTED", "delaySeconds": 10},
+        ],
+    )
+    fleet = ok[:3] + fatal + ok[3:6] + retryable + ok[6:]
+    expected = {vid: ("success", 1, 1) for vid in ok} | {fatal[0]: ("failed", 1, 1), retryable[0]: ("success", 2, 2)}
+
+    prepare_fleet(airflow)
+    run_id = airflow.trigger(FLEET, {"vehicle_ids": fleet})
+    seen = StateLog()
+
+    def all_held() -> bool:
+        tis = mapped_tis(airflow, FLEET, run_id, "climate_off")
+        seen(list(tis.values()))
+        return len(tis) == len(fleet) and len(holders(tis)) == len(fleet)
+
+    wait_until("every mapped task deferred and held by a triggerer", all_held, timeout=180)
+    ids = {vid: executions(simulator, vid)[0]["id"] for vid in fleet}
+    wait_until("the triggerers polling every execution", lambda: min(polls(simulator, ids.values()).values()) >= 2, 60)
+    hosts = triggerer_hosts(airflow)
+    held = holders(mapped_tis(airflow, FLEET, run_id, "climate_off"))
+    by_job: dict[int, int] = {}
+    for job in held.values():
+        by_job[job] = by_job.get(job, 0) + 1
+    victim_job = max(by_job, key=lambda j: by_job[j])
+    victim = hosts[victim_job]  # the component name: triggerer or triggerer-2
+    survivor = ({"triggerer", "triggerer-2"} - {victim}).pop()
+    moved = [i for i, job in held.items() if job == victim_job]
+    old_pid = airflow.components[victim].pid
+    airflow.kill_component(victim, signal.SIGKILL)
+    killed_at = time.monotonic()
+    assert not descendants(old_pid), "the killed triggerer's trigger runner survived"
+
+    def taken_over() -> bool:
+        tis = mapped_tis(airflow, FLEET, run_id, "climate_off")
+        seen(list(tis.values()))
+        now = holders(tis)
+        return all(tis[i]["state"] != "deferred" or hosts.get(now.get(i, -1)) == survivor for i in moved)
+
+    wait_until(f"{survivor} taking over the waits of {victim}", taken_over, timeout=90)
+    takeover_s = time.monotonic() - killed_at
+    run = airflow.wait_run(FLEET, run_id, timeout=300, on_poll=seen, interval=1.0)
+
+    tis = mapped_tis(airflow, FLEET, run_id, "climate_off")
+    counted = creates(simulator, fleet)
+    actual = {vid: (tis[i]["state"], tis[i]["try_number"], counted[vid]) for i, vid in enumerate(fleet)}
+    mismatch = state_mismatches(airflow, FLEET, run_id)
+    record.update(
+        run_state=run["state"],
+        state_mismatches=mismatch,
+        killed=victim,
+        survivor=survivor,
+        triggers_held_by_killed=len(moved),
+        takeover_s=round(takeover_s, 1),
+        outcomes={vid: actual[vid][:2] for vid in fleet},
+        creates_total=sum(counted.values()),
+    )
+    mismatches = {vid: (actual[vid], expected[vid]) for vid in fleet if actual[vid] != expected[vid]}
+    assert not mismatches, f"(state, try, creates) actual vs expected: {mismatches}; state mismatches: {mismatch}"
+    assert create_attempts(simulator, fleet) == counted
+    assert moved, "the killed triggerer held no trigger"
+    assert run["state"] == "failed"  # the fatal vehicle only
+    # The health check declares a triggerer dead 10 s after its last heartbeat (this deployment's setting).
+    assert takeover_s < 60, record
+    airflow.start_component(victim)  # back to two triggerers for the next test
+
+
+# --------------------------------------------------------------------------- 3. worker killed before the deferral
+
+
+def test_worker_killed_between_create_and_defer_retry_reattaches_on_the_other(
+    celery_airflow: Deployment, simulator: Any, record: dict[str, Any]
+) -> None:
+    airflow = celery_airflow
+    vid = "cel3-kill"
+    set_scenario(simulator, vid, outcome="EXECUTED", delay=90.0)
+    # The task's first status read after the create hangs 25 s: the worker is killed right there.
+    simulator.state.add_fault(
+        "slow", method="GET", path=rf"^/v1/vehicles/{vid}/command-executions/[^/]+$", count=1, delay=25.0
+    )
+    unpause(airflow, SEND)
+    run_id = airflow.trigger(SEND, {"vehicle_id": vid, "command": "CLIMATE_OFF", "arguments": None})
+
+    def created_and_running() -> dict[str, Any] | None:
+        ti = airflow.task_instance(SEND, run_id, "send_command")
+        running = ti["state"] == "running" and ti["hostname"] in WORKERS
+        return ti if running and creates(simulator, [vid])[vid] == 1 else None
+
+    ti = wait_until("the command created by a running task", created_and_running, timeout=120, interval=0.2)
+    victim = str(ti["hostname"])
+    survivor = (WORKERS - {victim}).pop()
+    store = airflow.get(f"/api/v2/dags/{SEND}/dagRuns/{run_id}/taskInstances/send_command/state-store/{STATE_KEY}")
+    assert store["value"]["id"] == executions(simulator, vid)[0]["id"], store
+    assert executions(simulator, vid)[0]["status"] == "PENDING"
+    airflow.kill_component(victim, signal.SIGKILL)  # the whole worker: Celery node, pool and task processes
+    killed_at = time.monotonic()
+
+    seen = StateLog()
+    run = airflow.wait_run(SEND, run_id, timeout=300, on_poll=seen)
+    final = airflow.task_instance(SEND, run_id, "send_command")
+    tries = sorted(airflow.tries(SEND, run_id, "send_command"), key=lambda t: t["try_number"])
+    made = executions(simulator, vid)
+    record.update(
+        run_state=run["state"],
+        state_mismatches=state_mismatches(airflow, SEND, run_id),
+        killed=victim,
+        tries=[(t["try_number"], t["state"], t["hostname"]) for t in tries],
+        states=seen.states[("send_command", -1)],
+        creates=creates(simulator, [vid]),
+        create_attempts=create_attempts(simulator, [vid]),
+        executions=[e["status"] for e in made],
+        recovery_s=round(time.monotonic() - killed_at, 1),
+    )
+    assert run["state"] == "success", record
+    assert (final["state"], final["try_number"]) == ("success", 2), record
+    assert [t["try_number"] for t in tries] == [1, 2] and tries[0]["state"] in ("up_for_retry", "failed"), record
+    # The retry ran on the surviving worker, re-attached to the pending execution and deferred: one command.
+    assert final["hostname"] == survivor, record
+    assert 2 in seen.deferred_tries("send_command"), seen.states
+    assert creates(simulator, [vid]) == {vid: 1} == create_attempts(simulator, [vid])
+    assert len(made) == 1 and made[0]["status"] == "EXECUTED"
+    reattached = [line for line in task_log(airflow, SEND, run_id, "send_command", 2) if "Re-attaching" in line]
+    assert len(reattached) == 1 and made[0]["id"] in reattached[0], reattached
