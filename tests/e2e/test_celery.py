@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import signal
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -29,6 +30,7 @@ from ._support import (
     mapped_tis,
     polls,
     prepare_fleet,
+    seconds_between,
     set_scenario,
     state_mismatches,
     task_log,
@@ -191,6 +193,7 @@ def test_sigkilled_triggerer_waits_are_taken_over_by_the_other(
     # The health check declares a triggerer dead 10 s after its last heartbeat (this deployment's setting).
     assert takeover_s < 60, record
     airflow.start_component(victim)  # back to two triggerers for the next test
+    wait_until(f"{victim} running again", lambda: airflow.health()["triggerer"]["status"] == "healthy", 60)
 
 
 # --------------------------------------------------------------------------- 3. worker killed before the deferral
@@ -220,6 +223,7 @@ def test_worker_killed_between_create_and_defer_retry_reattaches_on_the_other(
     store = airflow.get(f"/api/v2/dags/{SEND}/dagRuns/{run_id}/taskInstances/send_command/state-store/{STATE_KEY}")
     assert store["value"]["id"] == executions(simulator, vid)[0]["id"], store
     assert executions(simulator, vid)[0]["status"] == "PENDING"
+    killed_utc = datetime.now(UTC).isoformat()
     airflow.kill_component(victim, signal.SIGKILL)  # the whole worker: Celery node, pool and task processes
     killed_at = time.monotonic()
 
@@ -238,6 +242,9 @@ def test_worker_killed_between_create_and_defer_retry_reattaches_on_the_other(
         create_attempts=create_attempts(simulator, [vid]),
         executions=[e["status"] for e in made],
         recovery_s=round(time.monotonic() - killed_at, 1),
+        # [scheduler] task_instance_heartbeat_timeout is 20 s here, the DAG's retry_delay 30 s.
+        try_1_failed_after_kill_s=round(seconds_between(killed_utc, tries[0]["end_date"]), 1),
+        try_2_started_after_kill_s=round(seconds_between(killed_utc, tries[-1]["start_date"]), 1),
     )
     assert run["state"] == "success", record
     assert (final["state"], final["try_number"]) == ("success", 2), record
