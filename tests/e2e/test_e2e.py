@@ -8,6 +8,7 @@ so counters never mix between tests.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -410,3 +411,54 @@ def test_connection_test_endpoint(airflow: Deployment, simulator: Any, record: d
         assert "not-the-secret" not in bad["message"]
     # Only the good credentials reached the test-token endpoint (a wrong secret fails at the token step).
     assert simulator.state.counters()["testTokenRequests"] - before == 2
+
+
+def ui_list_test_body(connection: dict[str, Any]) -> dict[str, Any]:
+    """The body Airflow 3.3.2's Connections list posts when its Test icon is clicked (TestConnectionButton):
+    the listed connection as the API shows it (password masked), with ``port: Number(port)``, i.e. 0."""
+    return {
+        "conn_type": connection["conn_type"],
+        "connection_id": connection["connection_id"],
+        "description": connection["description"] or "",
+        "extra": connection["extra"] or "{}",
+        "host": connection["host"] or "",
+        "login": connection["login"] or "",
+        "password": connection["password"] or "",
+        "port": int(connection["port"] or 0),
+        "schema": connection["schema"] or "",
+    }
+
+
+def test_connection_test_icon_of_the_connections_list(
+    airflow: Deployment, simulator: Any, record: dict[str, Any]
+) -> None:
+    """A connection saved in the metadata DB, tested exactly as the list's Test icon does. Without the
+    provider's API-server plugin this answers 400 "The host or port to test differs from the stored
+    connection" for the right and the wrong secret alike."""
+    before = simulator.state.counters()["testTokenRequests"]
+    results = {}
+    for conn_id, secret in (("volteras_e2e_listed", "volteras-sim-secret"), ("volteras_e2e_listed_bad", "wrong")):
+        airflow.request(
+            "POST",
+            "/api/v2/connections",
+            expect=(201,),
+            json={
+                "connection_id": conn_id,
+                "conn_type": "volteras",
+                "host": simulator.base_url,
+                "login": "volteras-sim-client",
+                "password": secret,
+                "extra": json.dumps({"timeout": 5, "max_retries": 0}),
+            },
+        )
+        listed = airflow.get(f"/api/v2/connections/{conn_id}")
+        assert listed["password"] == "***" and listed["port"] is None, listed
+        body = ui_list_test_body(listed)
+        assert body["port"] == 0
+        results[conn_id] = airflow.request("POST", "/api/v2/connections/test", json=body)
+    record.update(results=results, test_token_requests=simulator.state.counters()["testTokenRequests"] - before)
+    good, bad = results["volteras_e2e_listed"], results["volteras_e2e_listed_bad"]
+    assert good["status"] is True and "volteras-sim-org" in good["message"], good
+    assert bad["status"] is False and bad["message"].startswith("Volteras connection failed"), bad
+    assert "wrong" not in bad["message"]
+    assert simulator.state.counters()["testTokenRequests"] - before == 1
