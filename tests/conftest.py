@@ -58,7 +58,7 @@ def connection_json(base_url: str, secret: str = SIM_CLIENT_SECRET, **extra: obj
             "password": secret,
             "host": base_url,
             # The shared token file is off unless a test asks for it: tests count token requests.
-            "extra": {"max_retries": 3, "retry_max_wait": 0.2, "timeout": 5, "token_cache": False, **extra},
+            "extra": {"max_retries": 3, "retry_max_wait": 0.2, "timeout": 5, "shared_cache": False, **extra},
         }
     )
 

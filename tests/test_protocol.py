@@ -352,9 +352,7 @@ def conn(host="https://api.volteras.com", extra=None, login="cid", password="cse
 
 def test_settings_from_connection():
     s = ClientSettings.from_connection(
-        conn(
-            extra={"timeout": "2.5", "max_retries": 0, "extra__volteras__token_refresh_lead": 5, "verify_ssl": "false"}
-        )
+        conn(extra={"timeout": "2.5", "max_retries": 0, "extra__volteras__refresh_lead": 5, "verify_ssl": "false"})
     )
     assert (s.timeout, s.max_retries, s.token_refresh_lead, s.verify, s.conn_id) == (2.5, 0, 5.0, False, "c1")
     assert ClientSettings.from_connection(conn(host="")).base_url == PRODUCTION_URL

@@ -172,3 +172,36 @@ def test_the_connection_form_has_every_extra_with_its_default_and_no_nulls():
 @pytest.mark.parametrize("name", sorted(get_provider_info()["connection-types"][0]["conn-fields"]))
 def test_readme_documents_every_connection_extra(name):
     assert f"| `{name}` |" in README
+
+
+def test_the_form_airflow_serves_shows_every_default_unmasked():
+    """What the API server's ``/ui/connections/hook_meta`` gives the connection form. Airflow masks the value
+    of any extra whose name holds a sensitive word ("token", "secret", "proxy", ...): such an extra showed
+    "***" in the form and saved it. No extra may be named so."""
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+
+    (meta,) = [m for m in HookMetaService.hook_meta_data() if m.connection_type == "volteras"]
+    fields = get_provider_info()["connection-types"][0]["conn-fields"]
+    assert meta.extra_fields is not None
+    served = {name: spec["value"] for name, spec in meta.extra_fields.items()}
+    assert served == {name: field["schema"]["default"] for name, field in fields.items()}
+    assert "***" not in json.dumps(served)
+
+
+def test_former_extra_names_still_work_and_say_what_they_are_called_now():
+    from types import SimpleNamespace
+
+    from airflow_provider_volteras._core.settings import ClientSettings
+    from airflow_provider_volteras.exceptions import VolterasConfigurationError
+
+    def settings(extra: dict[str, object]) -> ClientSettings:
+        conn = SimpleNamespace(conn_id="c1", login="cid", password="s", host="", port=None, extra_dejson=extra)
+        return ClientSettings.from_connection(conn)
+
+    with pytest.warns(FutureWarning, match="token_cache, token_refresh_lead are now called shared_cache, refresh_lead"):
+        old = settings({"token_refresh_lead": 7, "token_cache": False})
+    assert (old.token_refresh_lead, old.token_cache) == (7.0, False)
+    with pytest.warns(FutureWarning, match="shared_cache_dir"):
+        assert settings({"token_cache_dir": "/tmp/x"}).token_cache_dir == "/tmp/x"
+    with pytest.raises(VolterasConfigurationError, match="disagree"):
+        settings({"token_cache": False, "shared_cache": True})

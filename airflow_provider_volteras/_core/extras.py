@@ -13,17 +13,25 @@ NUMERIC_EXTRAS: dict[str, tuple[float, float, float, str]] = {
     "max_retries": (5, 0, 20, "Retries of one request on connection errors, timeouts, 5xx and 429."),
     "retry_max_wait": (60.0, 0.0, 3600.0, "Longest backoff between two retries, in seconds (Retry-After wins)."),
     "retry_total_seconds": (300.0, 1.0, 7200.0, "Give up retrying one request after this many seconds in all."),
-    "token_refresh_lead": (60.0, 0.0, 3600.0, "Renew the access token this many seconds before it expires."),
+    "refresh_lead": (60.0, 0.0, 3600.0, "Renew the access token this many seconds before it expires."),
 }
 BOOLEAN_EXTRAS: dict[str, tuple[bool, str]] = {
     "allow_insecure_http": (False, "Allow a plain http:// base URL to a non-loopback host (never for production)."),
     "verify_ssl": (True, "Verify the server's TLS certificate (use ca_bundle for a private CA instead of false)."),
-    "token_cache": (
+    "shared_cache": (
         True,
         "Share access tokens between the task processes of one machine and user, in an encrypted file.",
     ),
 }
 STRING_EXTRAS: dict[str, str] = {
     "ca_bundle": "Path to a CA bundle file used to verify TLS (for a TLS-inspecting proxy).",
-    "token_cache_dir": "Directory of the shared token cache (default: ~/.cache/airflow-provider-volteras).",
+    "shared_cache_dir": "Directory of the shared token cache (default: ~/.cache/airflow-provider-volteras).",
+}
+
+#: Former names, still read. Airflow masks the value of any extra whose name contains "token" (its
+#: secrets masker), so the connection form showed and saved "***" for these: they were renamed.
+RENAMED_EXTRAS: dict[str, str] = {
+    "token_refresh_lead": "refresh_lead",
+    "token_cache": "shared_cache",
+    "token_cache_dir": "shared_cache_dir",
 }

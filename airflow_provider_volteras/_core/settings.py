@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from airflow_provider_volteras._core.extras import BOOLEAN_EXTRAS, NUMERIC_EXTRAS, STRING_EXTRAS
+from airflow_provider_volteras._core.extras import BOOLEAN_EXTRAS, NUMERIC_EXTRAS, RENAMED_EXTRAS, STRING_EXTRAS
 from airflow_provider_volteras.exceptions import (
     VolterasConfigurationError,
 )
@@ -20,6 +21,31 @@ PRODUCTION_URL = "https://api.volteras.com"
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+
+
+def _renamed(conn_id: str, extra: dict[str, Any]) -> dict[str, Any]:
+    """Extras under their former names (see ``RENAMED_EXTRAS``) read as the new ones, with a warning."""
+    old = [name for name in extra if name in RENAMED_EXTRAS]
+    if not old:
+        return extra
+    extra = dict(extra)
+    for name in old:
+        new = RENAMED_EXTRAS[name]
+        value = extra.pop(name)
+        if new in extra and extra[new] != value:
+            raise VolterasConfigurationError(
+                f"Connection '{conn_id}': extras {name} and {new} disagree; keep {new} only "
+                f"({name} is its former name)."
+            )
+        extra[new] = value
+    warnings.warn(
+        f"Connection '{conn_id}': the extra(s) {', '.join(sorted(old))} are now called "
+        f"{', '.join(RENAMED_EXTRAS[n] for n in sorted(old))}; Airflow masks any extra whose name contains "
+        "'token', so the connection form could not show or save them. The former names still work.",
+        FutureWarning,
+        stacklevel=4,
+    )
+    return extra
 
 
 def _as_bool(name: str, value: Any) -> bool:
@@ -87,6 +113,7 @@ class ClientSettings:
             for k, v in extra.items()
             if v is not None and v != ""
         }
+        extra = _renamed(conn_id, extra)
         known = set(NUMERIC_EXTRAS) | set(BOOLEAN_EXTRAS) | set(STRING_EXTRAS)
         unknown = sorted(set(extra) - known)
         if unknown:
@@ -112,11 +139,11 @@ class ClientSettings:
             max_retries=int(numbers["max_retries"]),
             retry_max_wait=numbers["retry_max_wait"],
             retry_total_seconds=numbers["retry_total_seconds"],
-            token_refresh_lead=numbers["token_refresh_lead"],
+            token_refresh_lead=numbers["refresh_lead"],
             verify=verify,
             conn_id=conn_id,
-            token_cache=flags["token_cache"],
-            token_cache_dir=str(extra.get("token_cache_dir") or ""),
+            token_cache=flags["shared_cache"],
+            token_cache_dir=str(extra.get("shared_cache_dir") or ""),
         )
 
     @property

@@ -187,7 +187,7 @@ class Deployment:
                     "timeout": 30,
                     "max_retries": 3,
                     "retry_max_wait": 0.5,
-                    "token_cache_dir": str(self.home / token_cache),
+                    "shared_cache_dir": str(self.home / token_cache),
                 },
             }
         )

@@ -22,7 +22,7 @@ STATS: Counter[str] = Counter()
 
 SIM_CLIENT_ID = "volteras-sim-client"
 #: Extras of every hardening connection: few, fast retries (Retry-After can still make a pause longer).
-FAST_EXTRAS: dict[str, Any] = {"max_retries": 3, "retry_max_wait": 0.2, "timeout": 5, "token_cache": False}
+FAST_EXTRAS: dict[str, Any] = {"max_retries": 3, "retry_max_wait": 0.2, "timeout": 5, "shared_cache": False}
 TEMPLATES = Path(__file__).resolve().parent / "dags"
 
 

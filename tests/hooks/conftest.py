@@ -17,7 +17,7 @@ import structlog
 from airflow_provider_volteras.hooks.volteras import VolterasHook
 
 #: Extras that keep retries fast; tests override any of them.
-FAST_EXTRAS: dict[str, Any] = {"max_retries": 3, "retry_max_wait": 0.2, "timeout": 5, "token_cache": False}
+FAST_EXTRAS: dict[str, Any] = {"max_retries": 3, "retry_max_wait": 0.2, "timeout": 5, "shared_cache": False}
 
 
 def conn_json(host: str, client_id: str, secret: str, extra: dict[str, Any]) -> str:

@@ -223,7 +223,7 @@ def test_a_failed_connection_test_never_names_the_uis_random_connection_id(sim, 
                 "login": "volteras-sim-client",
                 "password": "wrong-secret",
                 "host": sim.base_url,
-                "extra": {"max_retries": 0, "token_cache": False},
+                "extra": {"max_retries": 0, "shared_cache": False},
             }
         ),
     )

@@ -73,7 +73,7 @@ def test_concurrent_hooks_on_a_cold_cache_make_one_token_request(sim, connect):
 
 def test_token_renewed_before_expiry_with_refresh_grant(sim, connect):
     sim.state.configure(token_ttl=2)
-    hook = connect(token_refresh_lead=0.8)  # renew once fewer than 0.8 of the 2 s are left
+    hook = connect(refresh_lead=0.8)  # renew once fewer than 0.8 of the 2 s are left
     first = hook.get_access_token()
     hook.get_rate_limits(VEHICLE)
     assert grants(sim) == {"client_credentials": 1, "refresh_token": 0}
@@ -88,7 +88,7 @@ def test_token_renewed_before_expiry_with_refresh_grant(sim, connect):
 
 def test_refused_refresh_token_falls_back_to_client_credentials(sim, connect):
     sim.state.configure(token_ttl=2)
-    hook = connect(token_refresh_lead=0.8)
+    hook = connect(refresh_lead=0.8)
     hook.get_rate_limits(VEHICLE)
     # The platform forgets every token it issued (keeps its settings): the refresh token is now unknown.
     sim.state.reset(keep_config=True)

@@ -36,7 +36,7 @@ def use(
             "login": SIM_CLIENT_ID,
             "password": secret,
             "host": sim.base_url,
-            "extra": {"token_cache_dir": str(directory), "max_retries": 3, "retry_max_wait": 0.2, **extra},
+            "extra": {"shared_cache_dir": str(directory), "max_retries": 3, "retry_max_wait": 0.2, **extra},
         }
     )
     monkeypatch.setenv("AIRFLOW_CONN_VOLTERAS_DEFAULT", value)
@@ -138,7 +138,7 @@ def test_the_hook_works_without_the_file(sim: Any, monkeypatch: Any, tmp_path: P
         directory = tmp_path / "a-file-not-a-directory"
         directory.write_text("x")
     else:
-        extra = {"token_cache": False}
+        extra = {"shared_cache": False}
     use(monkeypatch, sim, directory, **extra)
     hook = VolterasHook()
     for _ in range(3):
