@@ -40,7 +40,9 @@ def connection_form_fields() -> dict[str, Any]:
         fields[name] = {
             "label": name.replace("_", " ").capitalize(),
             "description": f"{description} Empty: not used.",
-            "schema": {"type": "string", "default": ""},
+            # Optional: Airflow's form marks a field required unless its type admits null. Left empty, it
+            # is saved as "" (not null), which the settings read as "not set".
+            "schema": {"type": ["string", "null"], "default": ""},
         }
     return fields
 
