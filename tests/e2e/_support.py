@@ -8,6 +8,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import pytest
+
 from ._deployment import Deployment
 
 CLIMATE_OFF = "volteras_climate_off"
@@ -17,6 +19,8 @@ TRIGGER_CLASSPATH = "airflow_provider_volteras.triggers.command_execution.Comman
 STATE_KEY = "volteras_command_execution"
 
 _UNPAUSED: set[tuple[str, str]] = set()
+#: Where ``conftest.py`` keeps a test's call report, for fixtures that act on failure (screenshots).
+REPORT_KEY = pytest.StashKey[Any]()
 
 
 # --------------------------------------------------------------------------- helpers

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from ._deployment import Deployment
+from ._support import REPORT_KEY
 
 SIM_CLIENT_ID = "volteras-sim-client"
 SIM_CLIENT_SECRET = "volteras-sim-secret"
@@ -119,6 +120,8 @@ def record(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     global _FAILED
     report = yield
+    if report.when == "call":
+        item.stash[REPORT_KEY] = report
     if report.failed and item.get_closest_marker("e2e") is not None:
         _FAILED = True
         if _DEPLOYMENT is not None:

@@ -1,0 +1,250 @@
+"""Browser tests: what a person sees in Airflow 3.3's UI, driven by Playwright in Debian's headless Chromium
+against the real API server of the end-to-end deployment (``airflow`` fixture) and the simulator.
+
+- a Volteras connection added through the connection form (every extra shown with its default, nothing
+  masked, nothing required that is optional), saved without nulls, and tested from the Connections list's
+  Test icon: green for the right secret, red with the cause for a wrong one;
+- ``volteras_climate_off`` triggered from its trigger form, and its run seen succeeding;
+- the fleet's mapped tasks listed by vehicle id, not 0, 1, 2.
+
+Chromium comes from Debian (``apt-get install chromium``; ``.ci/run`` does it): Playwright's own browser
+download is not used. A failing test saves a screenshot of the page (its path is printed in the report,
+under ``test-screenshots/``). ``VOLTERAS_DOCS_SCREENSHOTS=docs/screenshots`` also saves the pictures the
+README shows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_volteras._core.extras import BOOLEAN_EXTRAS, NUMERIC_EXTRAS, STRING_EXTRAS
+
+from ._deployment import ADMIN_PASSWORD, ADMIN_USER, ROOT, Deployment
+from ._support import CLIMATE_OFF, FLEET, REPORT_KEY, creates, prepare_fleet, set_scenario, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.timeout(600)]
+
+CHROMIUM_FLAGS = [
+    "--no-sandbox",  # CI runs as root
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    # No calls home: this machine reaches no other host.
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = ROOT / "test-screenshots"
+
+
+def chromium_path() -> str:
+    found = os.environ.get("VOLTERAS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        pytest.fail(
+            "the browser tests need Debian's chromium: apt-get install chromium (.ci/run does this; "
+            "see the README's Tests section)",
+            pytrace=False,
+        )
+    return found
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_FLAGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, airflow: Deployment, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A signed-in page on the deployment's UI; a screenshot of it is saved when the test fails."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(30_000)
+    tab = context.new_page()
+    tab.goto(f"{airflow.api_url}/")
+    tab.get_by_label("Username").fill(ADMIN_USER)
+    tab.get_by_label("Password").fill(ADMIN_PASSWORD)
+    tab.get_by_role("button", name="Sign in").click()
+    tab.wait_for_url(lambda url: "/auth/login" not in url)
+    try:
+        yield tab
+    finally:
+        report = request.node.stash.get(REPORT_KEY, None)
+        if report is not None and report.failed:
+            SCREENSHOTS.mkdir(exist_ok=True)
+            shot = SCREENSHOTS / f"{request.node.name}.png"
+            tab.screenshot(path=str(shot), full_page=True)
+            print(f"\n[browser] screenshot of the failed page: {shot}")
+        context.close()
+
+
+def docs_shot(tab: Any, name: str) -> None:
+    """Save a picture for the README when asked to (``VOLTERAS_DOCS_SCREENSHOTS``)."""
+    folder = os.environ.get("VOLTERAS_DOCS_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        tab.screenshot(path=str(Path(folder) / f"{name}.png"))
+
+
+def click_test_icon(tab: Any, conn_id: str) -> tuple[dict[str, Any], str]:
+    """Click the Test icon of a connection's row in the Connections list; the API's answer and the icon's colour."""
+    row = tab.get_by_role("row").filter(has=tab.get_by_role("cell", name=conn_id, exact=True))
+    button = row.get_by_role("button", name="Test Connection")
+    with tab.expect_response(lambda r: r.url.endswith("/api/v2/connections/test")) as answer:
+        button.click()
+    response = answer.value
+    assert response.status == 200, f"the Test icon got HTTP {response.status}: {response.text()}"
+    body = response.json()
+    colour = "green" if body["status"] else "red"
+    button.locator(f"svg[color='{colour}']").wait_for()
+    return body, colour
+
+
+# --------------------------------------------------------------------------- 1. connection form and Test icon
+
+
+def test_a_connection_added_in_the_form_tests_green_from_the_list(
+    airflow: Deployment, simulator: Any, page: Any, record: dict[str, Any]
+) -> None:
+    conn_id = "volteras_ui_form"
+    before = simulator.state.counters()["testTokenRequests"]
+    page.goto(f"{airflow.api_url}/connections")
+    page.get_by_role("button", name="Add Connection").click()
+    form = page.get_by_role("dialog")
+    form.get_by_label("Connection ID").fill(conn_id)
+    form.get_by_role("combobox").focus()
+    page.keyboard.type("Volteras")
+    page.keyboard.press("Enter")
+    form.get_by_label("API base URL").fill(simulator.base_url)
+    form.get_by_label("Client ID").fill("volteras-sim-client")
+    form.get_by_label("Client Secret").fill("volteras-sim-secret")
+    form.get_by_text("Extra Fields", exact=True).click()
+
+    # Every extra is a field showing its default: never "***" (Airflow masks names with "token" in them).
+    shown: dict[str, Any] = {}
+    for name in NUMERIC_EXTRAS:
+        shown[name] = form.locator(f"input[name='element_{name}']").input_value()
+    for name in BOOLEAN_EXTRAS:
+        shown[name] = form.locator(f"input[name='element_{name}']").is_checked()
+    for name in STRING_EXTRAS:
+        shown[name] = form.locator(f"[name='element_{name}']").input_value()
+    record["form_shows"] = shown
+    assert shown == (
+        {name: f"{default:g}" for name, (default, *_rest) in NUMERIC_EXTRAS.items()}
+        | {name: flag for name, (flag, _) in BOOLEAN_EXTRAS.items()}
+        | dict.fromkeys(STRING_EXTRAS, "")
+    ), shown
+    docs_shot(page, "connection-form")
+    save = form.get_by_role("button", name="Save")
+    assert save.is_enabled(), "the form cannot be saved with only the required fields filled in"
+    with page.expect_response(lambda r: r.url.endswith("/api/v2/connections") and r.request.method == "POST") as made:
+        save.click()
+    assert made.value.status == 201, made.value.text()
+
+    stored = airflow.get(f"/api/v2/connections/{conn_id}")
+    extra = json.loads(stored["extra"])
+    record["saved_extra"] = extra
+    assert None not in extra.values(), extra  # no nulls saved
+    assert extra == (
+        {name: default for name, (default, *_rest) in NUMERIC_EXTRAS.items()}
+        | {name: flag for name, (flag, _) in BOOLEAN_EXTRAS.items()}
+        | dict.fromkeys(STRING_EXTRAS, "")
+    )
+
+    # The list's Test icon: the UI posts "port": 0 for this port-less type; the provider's plugin makes it work.
+    page.get_by_role("row").filter(has_text=conn_id).wait_for()
+    good, colour = click_test_icon(page, conn_id)
+    record.update(test_good=good, icon_good=colour)
+    assert good["status"] is True and "volteras-sim-org" in good["message"], good
+    docs_shot(page, "connections-list-test")
+
+    airflow.request(
+        "POST",
+        "/api/v2/connections",
+        expect=(201,),
+        json={
+            "connection_id": f"{conn_id}_wrong",
+            "conn_type": "volteras",
+            "host": simulator.base_url,
+            "login": "volteras-sim-client",
+            "password": "not-the-secret",
+            "extra": json.dumps({"max_retries": 0}),
+        },
+    )
+    page.reload()
+    bad, colour = click_test_icon(page, f"{conn_id}_wrong")
+    record.update(test_bad=bad, icon_bad=colour)
+    assert bad["status"] is False and bad["message"].startswith("Volteras connection failed"), bad
+    assert "not-the-secret" not in bad["message"] and "this connection" in bad["message"], bad
+    assert simulator.state.counters()["testTokenRequests"] - before == 1
+
+
+# --------------------------------------------------------------------------- 2. trigger form
+
+
+def test_climate_off_triggered_from_its_form_succeeds(
+    airflow: Deployment, simulator: Any, page: Any, record: dict[str, Any]
+) -> None:
+    vid = "sim-ok-ui-form"
+    set_scenario(simulator, vid, outcome="EXECUTED", delay=3.0)
+    runs_before = {r["dag_run_id"] for r in airflow.dag_runs(CLIMATE_OFF)}
+    page.goto(f"{airflow.api_url}/dags/{CLIMATE_OFF}")
+    page.get_by_role("button", name="Trigger Dag").click()
+    form = page.get_by_role("dialog")
+    field = form.locator("[name='element_vehicle_id']")
+    # The param explains itself and names the simulator's test ids.
+    assert form.get_by_text("Simulator test ids", exact=False).is_visible()
+    field.fill(vid)
+    docs_shot(page, "trigger-form")
+    form.get_by_role("button", name="Trigger").last.click()
+
+    def new_run() -> dict[str, Any] | None:
+        fresh = [r for r in airflow.dag_runs(CLIMATE_OFF) if r["dag_run_id"] not in runs_before]
+        return fresh[0] if fresh else None
+
+    run = wait_until("the run the form started", new_run, timeout=30)
+    finished = airflow.wait_run(CLIMATE_OFF, run["dag_run_id"], timeout=180)
+    record.update(run_state=finished["state"], conf=finished["conf"], creates=creates(simulator, [vid]))
+    assert finished["conf"] == {"vehicle_id": vid} and finished["run_type"] == "manual", finished
+    assert finished["state"] == "success", record
+    assert creates(simulator, [vid]) == {vid: 1}
+    # The person sees it: the run's page says Success.
+    page.goto(f"{airflow.api_url}/dags/{CLIMATE_OFF}/runs/{run['dag_run_id']}")
+    page.get_by_text("Success", exact=True).first.wait_for()
+
+
+# --------------------------------------------------------------------------- 3. mapped fleet labels
+
+
+def test_the_fleets_mapped_tasks_are_listed_by_vehicle(
+    airflow: Deployment, simulator: Any, page: Any, record: dict[str, Any]
+) -> None:
+    fleet = ["sim-ok-ui-fleet-a", "sim-ok-ui-fleet-b", "sim-ok-ui-fleet-c"]
+    for vid in fleet:
+        set_scenario(simulator, vid, outcome="EXECUTED", delay=2.0)
+    prepare_fleet(airflow)
+    run_id = airflow.trigger(FLEET, {"vehicle_ids": fleet})
+    run = airflow.wait_run(FLEET, run_id, timeout=240)
+    assert run["state"] == "success"
+    page.goto(f"{airflow.api_url}/dags/{FLEET}/runs/{run_id}/tasks/climate_off/mapped")
+    table = page.get_by_role("table")
+    for vid in fleet:
+        table.get_by_text(vid, exact=True).wait_for()
+    headers = [text.strip() for text in table.locator("thead th").all_inner_texts()]
+    column = headers.index("Map Index") + 1
+    labels = [cell.strip() for cell in table.locator(f"tbody tr td:nth-child({column})").all_inner_texts()]
+    record["map_index_labels"] = labels
+    assert sorted(labels) == sorted(fleet), labels
+    docs_shot(page, "fleet-mapped-tasks")
