@@ -29,12 +29,16 @@ def examples(airflow_db):
     return dags
 
 
-def test_climate_off_two_task_example(sim, examples):
+def test_climate_off_two_task_example(sim, examples, capfd):
     sim.state.set_scenario("sim-ok", outcome="EXECUTED", delay=2)
     result = run(examples["volteras_climate_off"], {"vehicle_id": "sim-ok"})
     assert result.state == "success"
     assert result.task("climate_off").state == result.task("wait_for_climate_off").state == "success"
     assert sim.state.counters()["creates"] == {"sim-ok": {"CLIMATE_OFF": 1}}
+    # The sending task says that its green is not the car's answer, and which task gives that answer.
+    (said,) = [line for line in capfd.readouterr().out.splitlines() if "wait_for_completion=False" in line]
+    assert "success means the API accepted CLIMATE_OFF for vehicle sim-ok, not that the car executed it" in said
+    assert "is the state of task(s) 'wait_for_climate_off'." in said
 
 
 @pytest.mark.parametrize(

@@ -147,8 +147,26 @@ class VolterasCommandOperator(CommandWaitMixin, BaseOperator):
         # ``op.output["id"]`` in a DAG reads this key: it feeds CommandExecutionSensor.
         context["ti"].xcom_push(key="id", value=execution["id"])
         if not self.wait_for_completion:
+            self._say_who_tells_the_outcome(vehicle_id, command, execution)
             return execution
         return self.wait_for(context, execution, vehicle_id, command, checked=resumed)
+
+    def _say_who_tells_the_outcome(self, vehicle_id: str, command: str, execution: dict[str, Any]) -> None:
+        """With ``wait_for_completion=False`` this task is green once the API accepted the command: say so."""
+        watchers = sorted(getattr(self, "downstream_task_ids", ()) or ())
+        where = (
+            "the state of task(s) " + ", ".join(f"'{t}'" for t in watchers)
+            if watchers
+            else "for the task that waits for this execution (e.g. CommandExecutionSensor) to tell"
+        )
+        self.log.info(
+            "Not waiting (wait_for_completion=False): this task's success means the API accepted %s for vehicle "
+            "%s, not that the car executed it. Whether execution %s EXECUTED is %s.",
+            command,
+            vehicle_id,
+            execution["id"],
+            where,
+        )
 
     # -- re-attaching to what an earlier try sent -------------------------------------------------
 
