@@ -5,7 +5,11 @@ against the real API server of the end-to-end deployment (``airflow`` fixture) a
   masked, nothing required that is optional), saved without nulls, and tested from the Connections list's
   Test icon: green for the right secret, red with the cause for a wrong one;
 - ``volteras_climate_off`` triggered from its trigger form, and its run seen succeeding;
-- the fleet's mapped tasks listed by vehicle id, not 0, 1, 2.
+- the paused fleet DAG triggered from its form: one run (no extra scheduled one), its mapped tasks listed
+  by vehicle id, not 0, 1, 2;
+- the recovery steps of a fatal failure in the two-task example, followed in the UI (Storage tab, delete
+  the key, Clear with Downstream): the run then succeeds with one new command;
+- the Providers page links to the documentation.
 
 Chromium comes from Debian (``apt-get install chromium``; ``.ci/run`` does it): Playwright's own browser
 download is not used. A failing test saves a screenshot of the page (its path is printed in the report,
@@ -18,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +32,17 @@ import pytest
 from airflow_provider_volteras._core.extras import BOOLEAN_EXTRAS, NUMERIC_EXTRAS, STRING_EXTRAS
 
 from ._deployment import ADMIN_PASSWORD, ADMIN_USER, ROOT, Deployment
-from ._support import CLIMATE_OFF, FLEET, REPORT_KEY, creates, prepare_fleet, set_scenario, wait_until
+from ._support import (
+    CLIMATE_OFF,
+    FLEET,
+    REPORT_KEY,
+    STATE_KEY,
+    creates,
+    executions,
+    set_scenario,
+    unpause,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.timeout(600)]
 
@@ -225,20 +240,38 @@ def test_climate_off_triggered_from_its_form_succeeds(
     page.get_by_text("Success", exact=True).first.wait_for()
 
 
-# --------------------------------------------------------------------------- 3. mapped fleet labels
+# --------------------------------------------------------------------------- 3. fleet form: one run, vehicle labels
 
 
-def test_the_fleets_mapped_tasks_are_listed_by_vehicle(
+def test_the_fleet_triggered_from_its_form_runs_once_and_lists_tasks_by_vehicle(
     airflow: Deployment, simulator: Any, page: Any, record: dict[str, Any]
 ) -> None:
+    """The fleet DAG is paused, as a new DAG is: the form's "Unpause on trigger" starts exactly the run
+    asked for (a scheduled example also ran its latest slot: one click sent the command twice)."""
     fleet = ["sim-ok-ui-fleet-a", "sim-ok-ui-fleet-b", "sim-ok-ui-fleet-c"]
     for vid in fleet:
         set_scenario(simulator, vid, outcome="EXECUTED", delay=2.0)
-    prepare_fleet(airflow)
-    run_id = airflow.trigger(FLEET, {"vehicle_ids": fleet})
-    run = airflow.wait_run(FLEET, run_id, timeout=240)
-    assert run["state"] == "success"
-    page.goto(f"{airflow.api_url}/dags/{FLEET}/runs/{run_id}/tasks/climate_off/mapped")
+    assert airflow.get(f"/api/v2/dags/{FLEET}")["is_paused"] is True
+    assert airflow.dag_runs(FLEET) == []
+    page.goto(f"{airflow.api_url}/dags/{FLEET}")
+    page.get_by_role("button", name="Trigger Dag").click()
+    form = page.get_by_role("dialog")
+    assert form.get_by_text(f"Unpause {FLEET} on trigger").is_visible()
+    form.locator("textarea[name='element_vehicle_ids']").fill("\n".join(fleet))
+    form.get_by_role("button", name="Trigger").last.click()
+
+    run = wait_until("the run the form started", lambda: (airflow.dag_runs(FLEET) or [None])[0], timeout=30)
+    finished = airflow.wait_run(FLEET, run["dag_run_id"], timeout=240)
+    time.sleep(5)  # a scheduled slot would have been created by now
+    runs = airflow.dag_runs(FLEET)
+    record.update(
+        runs=[(r["run_type"], r["state"]) for r in runs], creates=creates(simulator, fleet), conf=finished["conf"]
+    )
+    assert finished["state"] == "success" and finished["conf"] == {"vehicle_ids": fleet}, record
+    assert [r["run_type"] for r in runs] == ["manual"], record  # one click, one run
+    assert creates(simulator, fleet) == dict.fromkeys(fleet, 1)
+
+    page.goto(f"{airflow.api_url}/dags/{FLEET}/runs/{run['dag_run_id']}/tasks/climate_off/mapped")
     table = page.get_by_role("table")
     for vid in fleet:
         table.get_by_text(vid, exact=True).wait_for()
@@ -248,3 +281,75 @@ def test_the_fleets_mapped_tasks_are_listed_by_vehicle(
     record["map_index_labels"] = labels
     assert sorted(labels) == sorted(fleet), labels
     docs_shot(page, "fleet-mapped-tasks")
+
+
+# --------------------------------------------------------------------------- 4. the advice of a failure, followed
+
+
+def test_the_steps_a_fatal_failure_gives_work_when_followed_in_the_ui(
+    airflow: Deployment, simulator: Any, page: Any, record: dict[str, Any]
+) -> None:
+    """The two-task example: the sensor fails fatally and its message says how to send the command again.
+    A person does exactly that in the UI (Storage tab of the sending task, delete the key, Clear with
+    Downstream) and the run then succeeds with one new command."""
+    vid = "ui-advice-consent"
+    set_scenario(
+        simulator,
+        vid,
+        delay=2.0,
+        sequence=[{"outcome": "FAILED", "failedReason": "OEM_OAUTH_TOKEN_EXPIRED"}, {"outcome": "EXECUTED"}],
+    )
+    unpause(airflow, CLIMATE_OFF)
+    run_id = airflow.trigger(CLIMATE_OFF, {"vehicle_id": vid})
+    first = airflow.wait_run(CLIMATE_OFF, run_id, timeout=180)
+    tis = {ti["task_id"]: ti for ti in airflow.task_instances(CLIMATE_OFF, run_id)}
+    assert first["state"] == "failed"
+    assert (tis["climate_off"]["state"], tis["wait_for_climate_off"]["state"]) == ("success", "failed")
+    # What the person reads: the sensor's log in the UI.
+    page.goto(f"{airflow.api_url}/dags/{CLIMATE_OFF}/runs/{run_id}/tasks/wait_for_climate_off")
+    page.get_by_text("This sensor only watches the command", exact=False).first.wait_for()
+    message = " ".join(page.locator("body").inner_text().split())
+    docs_shot(page, "fatal-failure-steps")
+    headline = f"CLIMATE_OFF on vehicle {vid} FAILED: OEM_OAUTH_TOKEN_EXPIRED (fatal: Airflow will NOT retry the task)"
+    assert headline in message
+    steps = (
+        "open the task instance of task 'climate_off' in this DAG run in the Airflow UI, go to its Storage tab "
+        "(Task State Store), delete the key 'volteras_command_execution', then Clear task 'climate_off' with "
+        "Downstream selected"
+    )
+    assert steps in message, message[-3000:]
+
+    # The steps, as a person follows them.
+    page.goto(f"{airflow.api_url}/dags/{CLIMATE_OFF}/runs/{run_id}/tasks/climate_off")
+    page.get_by_role("link", name="Storage").click()
+    entry = page.get_by_role("row").filter(has_text=STATE_KEY)
+    entry.get_by_role("button", name="Delete Task State Store").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    entry.wait_for(state="detached")
+    page.get_by_role("button", name="Press shift+c to clear").click()
+    clear = page.get_by_role("dialog")
+    clear.get_by_text("Affected Tasks: 2").wait_for()  # Downstream is selected: climate_off and its sensor
+    clear.get_by_role("button", name="Confirm").click()
+
+    wait_until("the cleared run running again", lambda: airflow.dag_run(CLIMATE_OFF, run_id)["state"] != "failed", 60)
+    second = airflow.wait_run(CLIMATE_OFF, run_id, timeout=180)
+    made = executions(simulator, vid)
+    record.update(run_state=second["state"], executions=[e["status"] for e in made])
+    assert second["state"] == "success", record
+    assert [e["status"] for e in made] == ["FAILED", "EXECUTED"]  # one new command, not more
+    tis = {ti["task_id"]: ti for ti in airflow.task_instances(CLIMATE_OFF, run_id)}
+    assert (tis["wait_for_climate_off"]["state"], tis["wait_for_climate_off"]["try_number"]) == ("success", 2)
+
+
+# --------------------------------------------------------------------------- 5. providers page
+
+
+def test_the_providers_page_links_to_the_documentation(airflow: Deployment, page: Any) -> None:
+    import tomllib
+
+    urls = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]
+    page.goto(f"{airflow.api_url}/providers")
+    row = page.get_by_role("row").filter(has_text="airflow-provider-volteras")
+    link = row.get_by_role("link", name="airflow-provider-volteras")
+    assert link.get_attribute("href") == urls["Documentation"]
+    assert row.get_by_text("know whether each was executed", exact=False).is_visible()
