@@ -19,16 +19,12 @@ Pure ASGI (no Starlette import here): importing this module costs nothing in the
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 from airflow.sdk.plugins_manager import AirflowPlugin
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 TEST_PATH = "/api/v2/connections/test"
 CONN_TYPE = "volteras"

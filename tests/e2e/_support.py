@@ -136,3 +136,88 @@ def seconds_between(start: str, end: str) -> float:
     return (
         datetime.fromisoformat(end.replace("Z", "+00:00")) - datetime.fromisoformat(start.replace("Z", "+00:00"))
     ).total_seconds()
+
+
+def long_waits_fleet(
+    sim: Any, prefix: str, ok_count: int, delay: float
+) -> tuple[list[str], dict[str, tuple[str, int, int]]]:
+    """A fleet whose commands all stay PENDING for ``delay`` s (past a kill and a takeover): ``ok_count``
+    vehicles that execute, one whose consent expired (fatal) and one offline at first (retryable, then
+    executed). Returns the interleaved vehicle ids and, per vehicle, the (state, try, creates) expected."""
+    ok = [f"{prefix}-ok-{i:02d}" for i in range(ok_count)]
+    fatal, retryable = f"{prefix}-consent", f"{prefix}-offline"
+    for vid in ok:
+        set_scenario(sim, vid, outcome="EXECUTED", delay=delay)
+    set_scenario(sim, fatal, outcome="FAILED", failed_reason="OEM_OAUTH_TOKEN_EXPIRED", delay=delay)
+    set_scenario(
+        sim,
+        retryable,
+        delay=delay,
+        sequence=[
+            {"outcome": "FAILED", "failedReason": "OEM_VEHICLE_OFFLINE"},
+            {"outcome": "EXECUTED", "delaySeconds": 10},
+        ],
+    )
+    fleet = [*ok[:2], fatal, *ok[2:4], retryable, *ok[4:]]
+    expected = {vid: ("success", 1, 1) for vid in ok} | {fatal: ("failed", 1, 1), retryable: ("success", 2, 2)}
+    return fleet, expected
+
+
+def fleet_outcomes(
+    tis: dict[int, dict[str, Any]], counted: dict[str, int], fleet: list[str]
+) -> dict[str, tuple[str, int, int]]:
+    """Per vehicle of a mapped fleet run: (final state, try number, creates the simulator received)."""
+    return {vid: (tis[i]["state"], tis[i]["try_number"], counted[vid]) for i, vid in enumerate(fleet)}
+
+
+def send_with_a_hanging_first_read(
+    airflow: Deployment, sim: Any, vid: str, *, pending_s: float, hang_s: float, hosts: set[str] | None = None
+) -> tuple[str, dict[str, Any]]:
+    """Trigger ``volteras_send_command`` for ``vid``; the task's first status read after the create hangs
+    ``hang_s`` s, so the test can kill the task right there. Returns the run id and the running task
+    instance (on one of ``hosts``, when given) once the command was created and recorded."""
+    set_scenario(sim, vid, outcome="EXECUTED", delay=pending_s)
+    sim.state.add_fault(
+        "slow", method="GET", path=rf"^/v1/vehicles/{vid}/command-executions/[^/]+$", count=1, delay=hang_s
+    )
+    unpause(airflow, SEND)
+    run_id = airflow.trigger(SEND, {"vehicle_id": vid, "command": "CLIMATE_OFF", "arguments": None})
+
+    def created_and_running() -> dict[str, Any] | None:
+        ti = airflow.task_instance(SEND, run_id, "send_command")
+        running = ti["state"] == "running" and (hosts is None or ti["hostname"] in hosts)
+        return ti if running and creates(sim, [vid])[vid] == 1 else None
+
+    ti = wait_until("the command created by a running task", created_and_running, timeout=120, interval=0.2)
+    store = airflow.get(f"/api/v2/dags/{SEND}/dagRuns/{run_id}/taskInstances/send_command/state-store/{STATE_KEY}")
+    assert store["value"]["id"] == executions(sim, vid)[0]["id"], store
+    assert executions(sim, vid)[0]["status"] == "PENDING"
+    return run_id, ti
+
+
+def assert_the_retry_reattached(
+    airflow: Deployment, sim: Any, run_id: str, vid: str, seen: StateLog, record: dict[str, Any]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """After a killed first try: the run succeeded in try 2, which re-attached to the pending execution and
+    waited for it in the triggerer. One command, not even a second attempt (the API's in-progress guard,
+    409 then adopted, would hide one). Returns the final task instance and its tries, oldest first."""
+    final = airflow.task_instance(SEND, run_id, "send_command")
+    tries = sorted(airflow.tries(SEND, run_id, "send_command"), key=lambda t: t["try_number"])
+    made = executions(sim, vid)
+    record.update(
+        state_mismatches=state_mismatches(airflow, SEND, run_id),
+        tries=[(t["try_number"], t["state"], t["hostname"]) for t in tries],
+        states=seen.states[("send_command", -1)],
+        creates=creates(sim, [vid]),
+        create_attempts=create_attempts(sim, [vid]),
+        executions=[e["status"] for e in made],
+    )
+    assert airflow.dag_run(SEND, run_id)["state"] == "success", record
+    assert (final["state"], final["try_number"]) == ("success", 2), record
+    assert [t["try_number"] for t in tries] == [1, 2] and tries[0]["state"] in ("up_for_retry", "failed"), record
+    assert 2 in seen.deferred_tries("send_command"), seen.states
+    assert creates(sim, [vid]) == {vid: 1} == create_attempts(sim, [vid])
+    assert len(made) == 1 and made[0]["status"] == "EXECUTED"
+    reattached = [line for line in task_log(airflow, SEND, run_id, "send_command", 2) if "Re-attaching" in line]
+    assert len(reattached) == 1 and made[0]["id"] in reattached[0], reattached
+    return final, tries

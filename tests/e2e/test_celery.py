@@ -22,19 +22,20 @@ from ._deployment import Deployment, descendants
 from ._support import (
     FLEET,
     SEND,
-    STATE_KEY,
     StateLog,
+    assert_the_retry_reattached,
     create_attempts,
     creates,
     executions,
+    fleet_outcomes,
+    long_waits_fleet,
     mapped_tis,
     polls,
     prepare_fleet,
     seconds_between,
+    send_with_a_hanging_first_read,
     set_scenario,
     state_mismatches,
-    task_log,
-    unpause,
     wait_until,
 )
 
@@ -116,25 +117,8 @@ def test_sigkilled_triggerer_waits_are_taken_over_by_the_other(
     celery_airflow: Deployment, simulator: Any, record: dict[str, Any]
 ) -> None:
     airflow = celery_airflow
-    delay = 45.0  # every command stays PENDING well past the kill and the takeover
-    ok = [f"cel2-ok-{i:02d}" for i in range(10)]
-    fatal = ["cel2-consent"]
-    retryable = ["cel2-offline"]
-    for vid in ok:
-        set_scenario(simulator, vid, outcome="EXECUTED", delay=delay)
-    set_scenario(simulator, fatal[0], outcome="FAILED", failed_reason="OEM_OAUTH_TOKEN_EXPIRED", delay=delay)
-    set_scenario(
-        simulator,
-        retryable[0],
-        delay=delay,
-        sequence=[
-            {"outcome": "FAILED", "failedReason": "OEM_VEHICLE_OFFLINE"},
-            {"outcome": "EXECUTED", "delaySeconds": 10},
-        ],
-    )
-    fleet = ok[:3] + fatal + ok[3:6] + retryable + ok[6:]
-    expected = {vid: ("success", 1, 1) for vid in ok} | {fatal[0]: ("failed", 1, 1), retryable[0]: ("success", 2, 2)}
-
+    # Every command stays PENDING well past the kill and the takeover.
+    fleet, expected = long_waits_fleet(simulator, "cel2", ok_count=10, delay=45.0)
     prepare_fleet(airflow)
     run_id = airflow.trigger(FLEET, {"vehicle_ids": fleet})
     seen = StateLog()
@@ -173,7 +157,7 @@ def test_sigkilled_triggerer_waits_are_taken_over_by_the_other(
 
     tis = mapped_tis(airflow, FLEET, run_id, "climate_off")
     counted = creates(simulator, fleet)
-    actual = {vid: (tis[i]["state"], tis[i]["try_number"], counted[vid]) for i, vid in enumerate(fleet)}
+    actual = fleet_outcomes(tis, counted, fleet)
     mismatch = state_mismatches(airflow, FLEET, run_id)
     record.update(
         run_state=run["state"],
@@ -204,55 +188,21 @@ def test_worker_killed_between_create_and_defer_retry_reattaches_on_the_other(
 ) -> None:
     airflow = celery_airflow
     vid = "cel3-kill"
-    set_scenario(simulator, vid, outcome="EXECUTED", delay=90.0)
-    # The task's first status read after the create hangs 25 s: the worker is killed right there.
-    simulator.state.add_fault(
-        "slow", method="GET", path=rf"^/v1/vehicles/{vid}/command-executions/[^/]+$", count=1, delay=25.0
-    )
-    unpause(airflow, SEND)
-    run_id = airflow.trigger(SEND, {"vehicle_id": vid, "command": "CLIMATE_OFF", "arguments": None})
-
-    def created_and_running() -> dict[str, Any] | None:
-        ti = airflow.task_instance(SEND, run_id, "send_command")
-        running = ti["state"] == "running" and ti["hostname"] in WORKERS
-        return ti if running and creates(simulator, [vid])[vid] == 1 else None
-
-    ti = wait_until("the command created by a running task", created_and_running, timeout=120, interval=0.2)
+    run_id, ti = send_with_a_hanging_first_read(airflow, simulator, vid, pending_s=90.0, hang_s=25.0, hosts=WORKERS)
     victim = str(ti["hostname"])
     survivor = (WORKERS - {victim}).pop()
-    store = airflow.get(f"/api/v2/dags/{SEND}/dagRuns/{run_id}/taskInstances/send_command/state-store/{STATE_KEY}")
-    assert store["value"]["id"] == executions(simulator, vid)[0]["id"], store
-    assert executions(simulator, vid)[0]["status"] == "PENDING"
     killed_utc = datetime.now(UTC).isoformat()
     airflow.kill_component(victim, signal.SIGKILL)  # the whole worker: Celery node, pool and task processes
     killed_at = time.monotonic()
 
     seen = StateLog()
     run = airflow.wait_run(SEND, run_id, timeout=300, on_poll=seen)
-    final = airflow.task_instance(SEND, run_id, "send_command")
-    tries = sorted(airflow.tries(SEND, run_id, "send_command"), key=lambda t: t["try_number"])
-    made = executions(simulator, vid)
+    record.update(run_state=run["state"], killed=victim, recovery_s=round(time.monotonic() - killed_at, 1))
+    final, tries = assert_the_retry_reattached(airflow, simulator, run_id, vid, seen, record)
     record.update(
-        run_state=run["state"],
-        state_mismatches=state_mismatches(airflow, SEND, run_id),
-        killed=victim,
-        tries=[(t["try_number"], t["state"], t["hostname"]) for t in tries],
-        states=seen.states[("send_command", -1)],
-        creates=creates(simulator, [vid]),
-        create_attempts=create_attempts(simulator, [vid]),
-        executions=[e["status"] for e in made],
-        recovery_s=round(time.monotonic() - killed_at, 1),
         # [scheduler] task_instance_heartbeat_timeout is 20 s here, the DAG's retry_delay 30 s.
         try_1_failed_after_kill_s=round(seconds_between(killed_utc, tries[0]["end_date"]), 1),
         try_2_started_after_kill_s=round(seconds_between(killed_utc, tries[-1]["start_date"]), 1),
     )
-    assert run["state"] == "success", record
-    assert (final["state"], final["try_number"]) == ("success", 2), record
-    assert [t["try_number"] for t in tries] == [1, 2] and tries[0]["state"] in ("up_for_retry", "failed"), record
-    # The retry ran on the surviving worker, re-attached to the pending execution and deferred: one command.
+    # The retry ran on the surviving worker.
     assert final["hostname"] == survivor, record
-    assert 2 in seen.deferred_tries("send_command"), seen.states
-    assert creates(simulator, [vid]) == {vid: 1} == create_attempts(simulator, [vid])
-    assert len(made) == 1 and made[0]["status"] == "EXECUTED"
-    reattached = [line for line in task_log(airflow, SEND, run_id, "send_command", 2) if "Re-attaching" in line]
-    assert len(reattached) == 1 and made[0]["id"] in reattached[0], reattached

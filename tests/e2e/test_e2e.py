@@ -21,17 +21,20 @@ from ._support import (
     CLIMATE_OFF,
     FLEET,
     SEND,
-    STATE_KEY,
     TRIGGER_CLASSPATH,
     StateLog,
+    assert_the_retry_reattached,
     create_attempts,
     creates,
     executions,
+    fleet_outcomes,
+    long_waits_fleet,
     mapped_tis,
     polls,
     prepare_fleet,
     scheduled_fleet_runs,
     seconds_between,
+    send_with_a_hanging_first_read,
     set_scenario,
     state_mismatches,
     task_log,
@@ -133,7 +136,7 @@ def test_fleet_mixed_outcomes_retry_exactly_as_classified(
 
     tis = mapped_tis(airflow, FLEET, run_id, "climate_off")
     counted = creates(simulator, fleet)
-    actual = {vid: (tis[i]["state"], tis[i]["try_number"], counted[vid]) for i, vid in enumerate(fleet)}
+    actual = fleet_outcomes(tis, counted, fleet)
     mismatch = state_mismatches(airflow, FLEET, run_id)
     record.update(
         run_state=run["state"],
@@ -187,25 +190,8 @@ def test_fleet_mixed_outcomes_retry_exactly_as_classified(
 def test_triggerer_sigkill_and_restart_resumes_every_wait(
     airflow: Deployment, simulator: Any, record: dict[str, Any]
 ) -> None:
-    delay = 40.0  # every command stays PENDING well past the kill and the restart
-    ok = [f"e2e3-ok-{i}" for i in range(5)]
-    fatal = ["e2e3-consent"]
-    retryable = ["e2e3-offline"]
-    for vid in ok:
-        set_scenario(simulator, vid, outcome="EXECUTED", delay=delay)
-    set_scenario(simulator, fatal[0], outcome="FAILED", failed_reason="OEM_OAUTH_TOKEN_EXPIRED", delay=delay)
-    set_scenario(
-        simulator,
-        retryable[0],
-        delay=delay,
-        sequence=[
-            {"outcome": "FAILED", "failedReason": "OEM_VEHICLE_OFFLINE"},
-            {"outcome": "EXECUTED", "delaySeconds": 10},
-        ],
-    )
-    fleet = ok[:2] + fatal + ok[2:4] + retryable + ok[4:]
-    expected = {vid: ("success", 1, 1) for vid in ok} | {fatal[0]: ("failed", 1, 1), retryable[0]: ("success", 2, 2)}
-
+    # Every command stays PENDING well past the kill and the restart.
+    fleet, expected = long_waits_fleet(simulator, "e2e3", ok_count=5, delay=40.0)
     prepare_fleet(airflow)
     run_id = airflow.trigger(FLEET, {"vehicle_ids": fleet})
     seen = StateLog()
@@ -240,7 +226,7 @@ def test_triggerer_sigkill_and_restart_resumes_every_wait(
     tis = mapped_tis(airflow, FLEET, run_id, "climate_off")
     counted = creates(simulator, fleet)
     after = polls(simulator, ids.values())
-    actual = {vid: (tis[i]["state"], tis[i]["try_number"], counted[vid]) for i, vid in enumerate(fleet)}
+    actual = fleet_outcomes(tis, counted, fleet)
     new_jobs = {t["triggerer_id"] for ts in seen.triggers.values() for t in ts if t.get("triggerer_id")} - old_jobs
     mismatch = state_mismatches(airflow, FLEET, run_id)
     record.update(
@@ -280,52 +266,16 @@ def test_worker_killed_between_create_and_wait_reattaches(
     airflow: Deployment, simulator: Any, record: dict[str, Any]
 ) -> None:
     vid = "e2e4-kill"
-    set_scenario(simulator, vid, outcome="EXECUTED", delay=55.0)
-    # The task's first status read after the create hangs 20 s: the task is killed right there.
-    simulator.state.add_fault(
-        "slow", method="GET", path=rf"^/v1/vehicles/{vid}/command-executions/[^/]+$", count=1, delay=20.0
-    )
-    unpause(airflow, SEND)
-    run_id = airflow.trigger(SEND, {"vehicle_id": vid, "command": "CLIMATE_OFF", "arguments": None})
-
-    def created_and_running() -> dict[str, Any] | None:
-        ti = airflow.task_instance(SEND, run_id, "send_command")
-        return ti if ti["state"] == "running" and creates(simulator, [vid])[vid] == 1 else None
-
-    ti = wait_until("the command created by a running task", created_and_running, timeout=90, interval=0.2)
+    run_id, ti = send_with_a_hanging_first_read(airflow, simulator, vid, pending_s=55.0, hang_s=20.0)
     pid = wait_until("the task process", lambda: _task_process(airflow, ti["id"]), timeout=10, interval=0.2)
-    assert executions(simulator, vid)[0]["status"] == "PENDING"
-    store = airflow.get(f"/api/v2/dags/{SEND}/dagRuns/{run_id}/taskInstances/send_command/state-store/{STATE_KEY}")
-    assert store["value"]["id"] == executions(simulator, vid)[0]["id"], store
     os.kill(pid, signal.SIGKILL)
     killed_at = time.monotonic()
 
     seen = StateLog()
     run = airflow.wait_run(SEND, run_id, timeout=180, on_poll=seen)
-    final = airflow.task_instance(SEND, run_id, "send_command")
-    tries = sorted(airflow.tries(SEND, run_id, "send_command"), key=lambda t: t["try_number"])
-    made = executions(simulator, vid)
-    record.update(
-        run_state=run["state"],
-        state_mismatches=state_mismatches(airflow, SEND, run_id),
-        tries=[(t["try_number"], t["state"]) for t in tries],
-        states=seen.states[("send_command", -1)],
-        creates=creates(simulator, [vid]),
-        create_attempts=create_attempts(simulator, [vid]),
-        executions=[e["status"] for e in made],
-        seconds_after_kill=round(time.monotonic() - killed_at, 1),
-    )
-    assert run["state"] == "success", record
-    assert (final["state"], final["try_number"]) == ("success", 2)
-    assert [t["try_number"] for t in tries] == [1, 2] and tries[0]["state"] in ("up_for_retry", "failed")
+    record.update(run_state=run["state"], seconds_after_kill=round(time.monotonic() - killed_at, 1))
+    assert_the_retry_reattached(airflow, simulator, run_id, vid, seen, record)
     assert ("up_for_retry", 1) in seen.states[("send_command", -1)], seen.states
-    # The retry re-attached to the pending execution and waited for it in the triggerer: one command only.
-    assert 2 in seen.deferred_tries("send_command"), seen.states
-    # Not even an attempt: the API's in-progress guard (409, adopted) would hide a second create otherwise.
-    assert creates(simulator, [vid]) == {vid: 1} == create_attempts(simulator, [vid])
-    assert len(made) == 1 and made[0]["status"] == "EXECUTED"
-    reattached = [line for line in task_log(airflow, SEND, run_id, "send_command", 2) if "Re-attaching" in line]
-    assert len(reattached) == 1 and made[0]["id"] in reattached[0], reattached
 
 
 def test_task_cleared_while_deferred_reattaches(airflow: Deployment, simulator: Any, record: dict[str, Any]) -> None:
