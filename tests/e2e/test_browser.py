@@ -9,7 +9,9 @@ against the real API server of the end-to-end deployment (``airflow`` fixture) a
   by vehicle id, not 0, 1, 2;
 - the recovery steps of a fatal failure in the two-task example, followed in the UI (Storage tab, delete
   the key, Clear with Downstream): the run then succeeds with one new command;
-- the Providers page links to the documentation.
+- the Providers page links to the documentation;
+- ``volteras_send_command``'s form refuses arguments of the wrong shape for the command before anything
+  is sent, and sends the corrected ones once.
 
 Chromium comes from Debian (``apt-get install chromium``; ``.ci/run`` does it): Playwright's own browser
 download is not used. A failing test saves a screenshot of the page (its path is printed in the report,
@@ -36,6 +38,7 @@ from ._support import (
     CLIMATE_OFF,
     FLEET,
     REPORT_KEY,
+    SEND,
     STATE_KEY,
     creates,
     executions,
@@ -353,3 +356,60 @@ def test_the_providers_page_links_to_the_documentation(airflow: Deployment, page
     link = row.get_by_role("link", name="airflow-provider-volteras")
     assert link.get_attribute("href") == urls["Documentation"]
     assert row.get_by_text("know whether each was executed", exact=False).is_visible()
+
+
+# --------------------------------------------------------------------------- 6. arguments checked by the form
+
+
+def test_the_command_form_refuses_bad_arguments_before_anything_is_sent(
+    airflow: Deployment, simulator: Any, page: Any, record: dict[str, Any]
+) -> None:
+    vid = "sim-ok-ui-args"
+    set_scenario(simulator, vid, outcome="EXECUTED", delay=2.0)
+    unpause(airflow, SEND)
+    page.goto(f"{airflow.api_url}/dags/{SEND}")
+    page.get_by_role("button", name="Trigger Dag").click()
+    form = page.get_by_role("dialog")
+    form.locator("[name='element_vehicle_id']").fill(vid)
+    form.get_by_role("combobox").focus()
+    page.keyboard.type("SET_CHARGE_LIMIT")
+    page.keyboard.press("Enter")
+
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=airflow.api_url)
+
+    def arguments(text: str) -> None:
+        """Paste ``text`` over the Arguments editor's content, as a person would (typed braces get auto-closed)."""
+        editor = form.locator(".monaco-editor").first
+        page.evaluate("text => navigator.clipboard.writeText(text)", text)
+        editor.click()
+        page.keyboard.press("Control+A")
+        page.keyboard.press("Control+V")
+        editor.get_by_text(text.split(":")[-1].strip(" }")).first.wait_for()
+
+    def trigger() -> Any:
+        with page.expect_response(
+            lambda r: r.url.endswith(f"/dags/{SEND}/dagRuns") and r.request.method == "POST"
+        ) as a:
+            form.get_by_role("button", name="Trigger").last.click()
+        return a.value
+
+    arguments('{"limit": 150}')
+    refused = trigger()
+    form.get_by_text("150 is greater than the maximum of 100", exact=False).first.wait_for()
+    docs_shot(page, "trigger-form-refused")
+    record.update(refused_status=refused.status, refused=refused.json()["detail"][:120])
+    assert refused.status == 400
+    assert not [r for r in airflow.dag_runs(SEND) if r["conf"].get("vehicle_id") == vid]  # no run was created
+    assert simulator.state.executions(vid) == []  # nothing reached the API
+
+    arguments('{"limit": 80}')
+    accepted = trigger()
+    assert accepted.status == 200, accepted.text()
+    run_id = accepted.json()["dag_run_id"]
+    finished = airflow.wait_run(SEND, run_id, timeout=180)
+    made = executions(simulator, vid)
+    record.update(run_state=finished["state"], sent=[(e["command"], e["commandArguments"]) for e in made])
+    assert finished["state"] == "success", record
+    assert [(e["command"], e["commandArguments"], e["status"]) for e in made] == [
+        ("SET_CHARGE_LIMIT", {"limit": 80}, "EXECUTED")
+    ]
