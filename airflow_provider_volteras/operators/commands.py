@@ -153,7 +153,7 @@ class VolterasCommandOperator(CommandWaitMixin, BaseOperator):
 
     def _say_who_tells_the_outcome(self, vehicle_id: str, command: str, execution: dict[str, Any]) -> None:
         """With ``wait_for_completion=False`` this task is green once the API accepted the command: say so."""
-        watchers = sorted(getattr(self, "downstream_task_ids", ()) or ())
+        watchers = sorted(self.downstream_task_ids)
         where = (
             "the state of task(s) " + ", ".join(f"'{t}'" for t in watchers)
             if watchers

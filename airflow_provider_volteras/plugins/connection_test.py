@@ -39,8 +39,8 @@ def without_ui_port(body: bytes) -> bytes | None:
         return None
     if not isinstance(data, dict) or data.get("conn_type") != CONN_TYPE:
         return None
-    port = data.get("port", None)
-    if "port" not in data or isinstance(port, bool) or port not in (0, None):
+    # The UI's placeholder only: 0 (or null), not False, which also equals 0.
+    if "port" not in data or isinstance(data["port"], bool) or data["port"] not in (0, None):
         return None
     del data["port"]
     return json.dumps(data).encode()
