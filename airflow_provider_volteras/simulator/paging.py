@@ -1,4 +1,4 @@
-"""Listing filters and cursor pagination, as the real API does them."""
+"""Cursor pagination, as the real API does it (filters: :mod:`.filters`)."""
 
 from __future__ import annotations
 
@@ -6,90 +6,15 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Sequence
 
 from .constants import (
     DEFAULT_PAGE_SIZE,
-    EXECUTION_STATUSES,
     MAX_PAGE_SIZE,
-    VEHICLE_COMMANDS,
     SimulatorError,
     T,
     _validation,
 )
-
-
-@dataclass(frozen=True)
-class _Term:
-    field: str
-    op: str
-    value: Any
-
-    def matches(self, actual: Any) -> bool:
-        if self.op == "eq":
-            return bool(actual == self.value)
-        if self.op == "ne":
-            return bool(actual != self.value)
-        return actual in self.value
-
-
-_EXECUTION_FILTER_FIELDS: dict[str, tuple[str, ...] | None] = {
-    "status": EXECUTION_STATUSES,
-    "command": VEHICLE_COMMANDS,
-    "id": None,
-    "failedReason": None,
-}
-_VEHICLE_FILTER_FIELDS: dict[str, tuple[str, ...] | None] = {
-    "id": None,
-    "vin": None,
-    "make": None,
-    "model": None,
-    "connectionStatus": None,
-}
-
-
-def _parse_filter(raw: str | None, fields: Mapping[str, tuple[str, ...] | None]) -> tuple[tuple[_Term, ...], str]:
-    """Parse a listing filter into AND-ed terms and a canonical key (``""`` for none)."""
-    if raw is None or not raw.strip():
-        return (), ""
-    try:
-        parsed = json.loads(raw)
-    except ValueError as exc:
-        raise _validation(f"filter is not valid JSON: {exc}") from None
-    if isinstance(parsed, dict) and set(parsed) == {"and"}:
-        items = parsed["and"]
-    elif isinstance(parsed, list):
-        items = parsed
-    else:
-        items = [parsed]
-    if not isinstance(items, list):
-        raise _validation('"and" must hold a list of filter terms')
-    terms: list[_Term] = []
-    for item in items:
-        if not isinstance(item, dict) or set(item) != {"field", "operator", "value"}:
-            raise _validation('each filter term must be {"field": ..., "operator": ..., "value": ...}')
-        name, op, value = item["field"], item["operator"], item["value"]
-        if name not in fields:
-            raise _validation(f"unsupported filter field {name!r}", supportedFields=sorted(fields))
-        if op not in ("eq", "ne", "in"):
-            raise _validation(f"unsupported filter operator {op!r}", supportedOperators=["eq", "ne", "in"])
-        values = value if op == "in" else [value]
-        if op == "in" and not isinstance(value, list):
-            raise _validation('operator "in" needs a list value')
-        allowed = fields[name]
-        for single in values:
-            if single is not None and not isinstance(single, str):
-                raise _validation(f"filter value for {name!r} must be a string")
-            if allowed is not None and single not in allowed:
-                raise _validation(f"invalid {name} value {single!r}", allowedValues=list(allowed))
-        terms.append(_Term(name, op, tuple(value) if op == "in" else value))
-    key = json.dumps([[t.field, t.op, list(t.value) if t.op == "in" else t.value] for t in terms])
-    return tuple(terms), key
-
-
-# --------------------------------------------------------------------------- the state
 
 
 def paginate(

@@ -21,6 +21,12 @@ class _Token:
 
 @dataclass(slots=True)
 class _Execution:
+    """One command execution: ``PENDING`` until ``finish_at``, then ``final_status``.
+
+    ``final_status`` may be any string or ``None`` for executions added through the control
+    API (another client's, or seeded history); such fixed ones have ``finish_at <= created_at``.
+    """
+
     id: str
     vehicle_id: str
     command: str
@@ -28,14 +34,39 @@ class _Execution:
     created_at: float
     timeout: float
     finish_at: float
-    final_status: str
+    final_status: str | None
     final_reason: str | None
     index: int
     first_served_terminal_at: float | None = None
     finished_manually: bool = False
 
-    def status_at(self, now: float) -> str:
+    def status_at(self, now: float) -> str | None:
         return "PENDING" if now < self.finish_at else self.final_status
+
+    def executed_at(self, now: float) -> float | None:
+        return self.finish_at if now >= self.finish_at and self.final_status == "EXECUTED" else None
+
+    def value(self, name: str, now: float) -> Any:
+        """One field as filters see it (datetimes as epoch seconds; ``createdAt`` included)."""
+        if name == "createdAt":
+            return self.created_at
+        if name == "executedAt":
+            return self.executed_at(now)
+        if name == "status":
+            return self.status_at(now)
+        if name == "command":
+            return self.command
+        if name == "id":
+            return self.id
+        if name == "vehicleId":
+            return self.vehicle_id
+        if name == "failedReason":
+            return self.final_reason if now >= self.finish_at else None
+        if name == "commandArguments":
+            return self.arguments
+        if name == "timeout":
+            return max(1, math.ceil(self.timeout))
+        return None
 
     def to_api(self, now: float) -> dict[str, Any]:
         done = now >= self.finish_at
@@ -88,6 +119,3 @@ class _Vehicle:
             "connectionErrorMessage": None,
             "actionCategory": None,
         }
-
-
-# --------------------------------------------------------------------------- filters

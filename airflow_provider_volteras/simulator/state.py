@@ -3,8 +3,8 @@
 Pure Python and thread-safe: no web framework is imported here, so tests can drive
 :class:`SimulatorState` directly (optionally with a fake clock) and the HTTP layer only translates
 requests into calls on it. The rules live beside it: :mod:`.constants` (API constants, errors),
-:mod:`.behaviour` (magic ids, scenarios, their precedence), :mod:`.faults`, :mod:`.paging`
-(filters and cursors) and :mod:`.records` (what is stored).
+:mod:`.behaviour` (magic ids, scenarios, their precedence), :mod:`.faults`, :mod:`.filters`
+(listing filters), :mod:`.paging` (cursors) and :mod:`.records` (what is stored).
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ from .constants import WRONG_SHAPES as WRONG_SHAPES
 from .constants import error_envelope as error_envelope
 from .constants import iso_utc as iso_utc
 from .faults import Fault
-from .paging import _EXECUTION_FILTER_FIELDS, _VEHICLE_FILTER_FIELDS, _parse_filter, paginate
+from .filters import EXECUTION_FIELDS, VEHICLE_FIELDS, Getter, dict_getter, parse_filter
+from .paging import paginate
 from .records import _Execution, _Token, _Vehicle
 
 __all__ = [
@@ -87,6 +88,18 @@ __all__ = [
     "iso_utc",
     "parse_magic_vehicle_id",
 ]
+
+
+def _execution_getter(execution: _Execution, now: float) -> Getter:
+    def get(path: tuple[str, ...]) -> Any:
+        value = execution.value(path[0], now)
+        for part in path[1:]:
+            if not isinstance(value, Mapping):
+                return None
+            value = value.get(part)
+        return value
+
+    return get
 
 
 class SimulatorState:
@@ -336,13 +349,10 @@ class SimulatorState:
     ) -> dict[str, Any]:
         """Answer ``GET /v1/vehicles``: vehicles in the order first seen."""
         with self._lock:
-            terms, key = _parse_filter(filter_json, _VEHICLE_FILTER_FIELDS)
+            node, key = parse_filter(filter_json, VEHICLE_FIELDS)
 
             def match(vehicle: _Vehicle) -> bool:
-                if not terms:
-                    return True
-                api = vehicle.to_api()
-                return all(t.matches(api.get(t.field)) for t in terms)
+                return node is None or node.matches(dict_getter(vehicle.to_api()))
 
             page, next_token, total = paginate(
                 self._vehicle_list,
@@ -442,14 +452,11 @@ class SimulatorState:
         """Answer ``GET .../command-executions``: newest first, cursor-paginated, filtered."""
         with self._lock:
             vehicle = self._vehicle(vehicle_id)
-            terms, key = _parse_filter(filter_json, _EXECUTION_FILTER_FIELDS)
+            node, key = parse_filter(filter_json, EXECUTION_FIELDS)
             now = self._clock()
 
             def match(execution: _Execution) -> bool:
-                if not terms:
-                    return True
-                api = execution.to_api(now)
-                return all(t.matches(api.get(t.field)) for t in terms)
+                return node is None or node.matches(_execution_getter(execution, now))
 
             page, next_token, total = paginate(
                 vehicle.executions,

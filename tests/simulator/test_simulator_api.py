@@ -398,7 +398,8 @@ def test_filters(api: Api, simulator: SimulatorServer) -> None:
     [
         "{",
         json.dumps({"field": "vehicleColour", "operator": "eq", "value": "red"}),
-        json.dumps({"field": "status", "operator": "like", "value": "PEND%"}),
+        json.dumps({"field": "status", "operator": "contains", "value": "PEND"}),
+        json.dumps({"field": "status", "operator": "=", "value": "PENDING"}),
         json.dumps({"field": "status", "operator": "in", "value": "PENDING"}),
         json.dumps({"field": "status", "operator": "eq", "value": "DONE"}),
         json.dumps({"field": "status", "operator": "eq"}),
