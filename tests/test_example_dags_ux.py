@@ -151,52 +151,98 @@ def test_the_unlock_waits_for_a_human_approval(examples):
     assert "{{ params.vehicle_id }}" in approve.subject
 
 
-def _respond_when_asked(dag_id: str, chosen: str | None, done: threading.Event) -> threading.Thread:
-    """Stand in for a person: once the approval task waits for input, answer it the way the REST API's
-    PATCH .../hitlDetails does (``chosen`` set), or let its deadline pass and run the scheduler's
-    timeout sweep (``chosen`` None)."""
+#: How long the stand-in person keeps trying before giving up. Generous (a run normally needs a few
+#: seconds), yet well within the suite's 300 s timeout, so a run it could not unblock still ends, as a
+#: failure that says why, instead of waiting for input until the whole run is killed.
+RESPONDER_PATIENCE = 180.0
 
-    def respond() -> None:
-        from airflow._shared.timezones import timezone
-        from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
-        from airflow.models.hitl import HITLDetail
-        from airflow.models.taskinstance import TaskInstance as TI
-        from airflow.models.trigger import handle_event_submit
-        from airflow.triggers.base import TriggerEvent
-        from airflow.utils.session import create_session
-        from airflow.utils.state import TaskInstanceState
-        from sqlalchemy import select
 
-        deadline = time.monotonic() + 120
-        while not done.is_set() and time.monotonic() < deadline:
-            with create_session() as session:
-                ti = session.scalar(
-                    select(TI).where(
-                        TI.dag_id == dag_id,
-                        TI.task_id == "approve_unlock",
-                        TI.state == TaskInstanceState.AWAITING_INPUT,
-                    )
-                )
-                if ti is not None:
-                    if chosen is None:
-                        time.sleep(1.5)  # past the test's 1 s response timeout
-                        runner = SimpleNamespace(log=logging.getLogger("test.hitl"))
-                        SchedulerJobRunner.check_awaiting_input_timeouts(runner)
-                        return
+class _Responder:
+    def __init__(self) -> None:
+        self.thread: threading.Thread | None = None
+        self.submitted = 0  # resume events submitted (answers, or timeout sweeps run while a task waited)
+        self.errors: list[str] = []  # e.g. SQLite "database is locked": tried again
+        self.gave_up: str | None = None
+
+    def report(self) -> str:
+        return f"gave up: {self.gave_up}; submitted: {self.submitted}; last errors: {self.errors[-5:]}"
+
+
+def _respond_when_asked(dag_id: str, chosen: str | None, done: threading.Event) -> _Responder:
+    """Stand in for a person: whenever the approval task waits for input, answer it the way the REST
+    API's PATCH .../hitlDetails does (``chosen`` set), or let its deadline pass and run the scheduler's
+    timeout sweep (``chosen`` None).
+
+    It keeps at it until ``done`` is set (the dag run ended): an attempt that fails is tried again, and a
+    task found waiting again is resumed again (``dag.test()`` writes the state its in-process task
+    reported, which can land after this answer). After ``RESPONDER_PATIENCE`` it gives up and fails the
+    run's unfinished task instances, so ``dag.test()`` ends instead of waiting for input for ever.
+    """
+    from airflow._shared.timezones import timezone
+    from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+    from airflow.models.hitl import HITLDetail
+    from airflow.models.taskinstance import TaskInstance as TI
+    from airflow.models.trigger import handle_event_submit
+    from airflow.triggers.base import TriggerEvent
+    from airflow.utils.session import create_session
+    from airflow.utils.state import State, TaskInstanceState
+    from sqlalchemy import or_, select, update
+
+    responder = _Responder()
+    waiting = (TI.dag_id == dag_id, TI.task_id == "approve_unlock", TI.state == TaskInstanceState.AWAITING_INPUT)
+
+    def respond_once() -> None:
+        with create_session() as session:
+            tis = session.scalars(select(TI).where(*waiting)).all()
+            if chosen is not None:
+                for ti in tis:
                     detail = session.scalar(select(HITLDetail).where(HITLDetail.ti_id == ti.id))
-                    detail.chosen_options = [chosen]
-                    detail.params_input = {}
-                    detail.responded_at = timezone.utcnow()
-                    session.add(detail)
+                    if detail is None:
+                        continue
+                    if detail.responded_at is None:
+                        detail.chosen_options = [chosen]
+                        detail.params_input = {}
+                        detail.responded_at = timezone.utcnow()
+                        session.add(detail)
                     handle_event_submit(
                         TriggerEvent(detail.as_resume_event_payload()), task_instance=ti, session=session
                     )
-                    return
-            time.sleep(0.2)
+                    responder.submitted += 1
+                return
+        if tis:
+            # Resolves only the requests whose deadline has passed (applying the default, Reject): run it
+            # until it does.
+            SchedulerJobRunner.check_awaiting_input_timeouts(SimpleNamespace(log=logging.getLogger("test.hitl")))
+            responder.submitted += 1
 
-    thread = threading.Thread(target=respond, daemon=True)
-    thread.start()
-    return thread
+    def give_up() -> None:
+        if responder.gave_up is None:
+            responder.gave_up = (
+                f"the run of {dag_id} had not ended {RESPONDER_PATIENCE:.0f} s after the responder started; "
+                "its unfinished task instances were failed to end dag.test()"
+            )
+        with create_session() as session:
+            session.execute(
+                update(TI)
+                .where(TI.dag_id == dag_id, or_(TI.state.is_(None), TI.state.not_in(State.finished)))
+                .values(state=TaskInstanceState.FAILED),
+                execution_options={"synchronize_session": False},
+            )
+
+    def run() -> None:
+        deadline = time.monotonic() + RESPONDER_PATIENCE
+        while not done.wait(0.2):
+            try:
+                if time.monotonic() < deadline:
+                    respond_once()
+                else:
+                    give_up()  # again on every pass until the run has ended
+            except Exception as err:  # noqa: BLE001 - recorded, then tried again
+                responder.errors.append(f"{type(err).__name__}: {err}")
+
+    responder.thread = threading.Thread(target=run, name=f"hitl-responder-{dag_id}", daemon=True)
+    responder.thread.start()
+    return responder
 
 
 @pytest.mark.slow
@@ -220,7 +266,10 @@ def test_only_an_approval_unlocks(sim, examples, answer, unlock_state, creates):
     finally:
         done.set()
         approve.response_timeout = saved
-        responder.join(5)
+        responder.thread.join(30)
+    assert not responder.thread.is_alive(), responder.report()
+    assert responder.gave_up is None, responder.report()
+    assert responder.submitted >= 1, responder.report()
     states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
     assert states == {"approve_unlock": "success", "unlock_doors": unlock_state}
     assert sim.state.counters()["creates"] == creates
