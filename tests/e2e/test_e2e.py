@@ -23,7 +23,6 @@ from ._support import (
     SEND,
     TRIGGER_CLASSPATH,
     StateLog,
-    assert_the_retry_reattached,
     create_attempts,
     creates,
     executions,
@@ -271,11 +270,34 @@ def test_worker_killed_between_create_and_wait_reattaches(
     os.kill(pid, signal.SIGKILL)
     killed_at = time.monotonic()
 
-    seen = StateLog()
+    seen = StateLog()  # for the record only: a poller can miss a short-lived state (try 2's deferral)
     run = airflow.wait_run(SEND, run_id, timeout=180, on_poll=seen)
     record.update(run_state=run["state"], seconds_after_kill=round(time.monotonic() - killed_at, 1))
-    assert_the_retry_reattached(airflow, simulator, run_id, vid, seen, record)
-    assert ("up_for_retry", 1) in seen.states[("send_command", -1)], seen.states
+    # Asserted on what Airflow, the task and the simulator recorded, never on a state a poller saw.
+    final = airflow.task_instance(SEND, run_id, "send_command")
+    tries = sorted(airflow.tries(SEND, run_id, "send_command"), key=lambda t: t["try_number"])
+    made = executions(simulator, vid)
+    log = task_log(airflow, SEND, run_id, "send_command", 2)
+    reattached = [line for line in log if "Re-attaching" in line]
+    record.update(
+        state_mismatches=state_mismatches(airflow, SEND, run_id),
+        tries=[(t["try_number"], t["state"], t["hostname"]) for t in tries],
+        states=seen.states[("send_command", -1)],
+        creates=creates(simulator, [vid]),
+        create_attempts=create_attempts(simulator, [vid]),
+        executions=[e["status"] for e in made],
+        reattached=reattached,
+        try_2_trigger_log=[line for line in log if "Trigger fired event" in line],
+    )
+    assert run["state"] == "success", record
+    # The killed try 1 was retried (it did not end the run) and try 2 succeeded.
+    assert (final["state"], final["try_number"]) == ("success", 2), record
+    assert [t["try_number"] for t in tries] == [1, 2] and tries[0]["state"] in ("up_for_retry", "failed"), record
+    # One command: try 2 sent nothing, not even an attempt (the API's in-progress guard, 409 then adopted,
+    # would hide one), and re-attached to try 1's execution, which the car executed.
+    assert creates(simulator, [vid]) == {vid: 1} == create_attempts(simulator, [vid]), record
+    assert len(made) == 1 and made[0]["status"] == "EXECUTED", record
+    assert len(reattached) == 1 and made[0]["id"] in reattached[0], record
 
 
 def test_task_cleared_while_deferred_reattaches(airflow: Deployment, simulator: Any, record: dict[str, Any]) -> None:
@@ -313,7 +335,9 @@ def test_task_cleared_while_deferred_reattaches(airflow: Deployment, simulator: 
     assert run["state"] == "success", record
     assert (final["state"], final["try_number"]) == ("success", 2)
     assert [t["try_number"] for t in tries] == [1, 2], tries
-    assert seen.deferred_tries("send_command") == {1, 2}, seen.states
+    # Try 1's deferral was waited for above; try 2's may be too short for a poller to see: the re-attach
+    # below, the single create and the final state are what show it waited for the same execution.
+    assert 1 in seen.deferred_tries("send_command"), seen.states
     # Not even an attempt: the API's in-progress guard (409, adopted) would hide a second create otherwise.
     assert creates(simulator, [vid]) == {vid: 1} == create_attempts(simulator, [vid])
     assert len(made) == 1 and made[0]["status"] == "EXECUTED"
