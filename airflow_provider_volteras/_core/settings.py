@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -143,7 +144,7 @@ class ClientSettings:
             verify=verify,
             conn_id=conn_id,
             token_cache=flags["shared_cache"],
-            token_cache_dir=str(extra.get("shared_cache_dir") or ""),
+            token_cache_dir=os.path.expanduser(str(extra.get("shared_cache_dir") or "")),
         )
 
     @property

@@ -4,7 +4,8 @@ Every Airflow task try runs in a fresh process, so a process-wide cache starts e
 hook therefore keeps the connection's token in a file too: one file per ``ClientSettings.cache_key``
 in a directory only the user can open (0700, files 0600), encrypted with a key derived from the
 client secret (HKDF-SHA256, then Fernet), so only a holder of the secret can read it. A lock file
-(``fcntl.flock``) makes processes that need a token at the same moment ask for one, once.
+(``fcntl.flock``) makes processes that need a token at the same moment ask for one, once; it is
+waited for no longer than the request timeout (or the current wait's deadline).
 
 Anything that goes wrong with the file (a directory that cannot be written, a corrupt or foreign
 file) is logged once and the hook goes on with its in-process cache: the cache never fails a task.
@@ -19,6 +20,7 @@ import json
 import logging
 import math
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -32,6 +34,12 @@ log = logging.getLogger(__name__)
 
 #: Directories whose failure was already logged (one warning per directory and process).
 _WARNED: set[str] = set()
+#: Pause between two tries of a lock another process holds.
+LOCK_POLL_SECONDS = 0.05
+
+
+class LockTimeout(TimeoutError):
+    """Another process held the token file's lock past the time this one could wait."""
 
 
 @dataclass(frozen=True)
@@ -72,18 +80,48 @@ class TokenFile:
         return Fernet(base64.urlsafe_b64encode(key))
 
     def _prepare(self) -> None:
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if self.directory.stat().st_uid != os.getuid():
+        """Create the directory (0700) when missing; an existing one is used as it is, never chmod-ed,
+        and refused when it belongs to another user or others (group or world) may write to it."""
+        self.directory.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+        else:
+            os.chmod(self.directory, 0o700)  # ours: the umask may have taken bits away, never added
+            return
+        info = self.directory.stat()
+        if not stat.S_ISDIR(info.st_mode):
+            raise NotADirectoryError(f"{self.directory} is not a directory")
+        if info.st_uid != os.getuid():
             raise PermissionError(f"{self.directory} belongs to another user")
-        os.chmod(self.directory, 0o700)
+        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise PermissionError(
+                f"{self.directory} may be written by other users (mode {stat.S_IMODE(info.st_mode):o})"
+            )
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """Hold the lock of this credentials' file (blocking); raises ``OSError`` when it cannot be used."""
+    def locked(self, until: float | None = None) -> Iterator[None]:
+        """Hold the lock of this credentials' file; raises ``OSError`` when it cannot be used.
+
+        Waits for another process's lock until ``until`` (epoch seconds; without it, the request
+        timeout from now), then raises :class:`LockTimeout` (an ``OSError``): a process that holds the
+        lock while its own token request trickles cannot hold this one past its deadline.
+        """
         self._prepare()
+        if until is None:
+            until = time.time() + self.settings.timeout
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    left = until - time.time()
+                    if left <= 0:
+                        raise LockTimeout("another process held the token file's lock too long") from None
+                    time.sleep(min(LOCK_POLL_SECONDS, left))
             yield
         finally:
             os.close(fd)  # closing releases the lock

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from contextlib import contextmanager
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cached_property
 from typing import Any, TypeVar, cast
@@ -33,7 +34,9 @@ from airflow_provider_volteras._core.wire import (
     ApiRequest,
     Pager,
     RawResponse,
+    RECENT_WINDOW,
     command_filter,
+    id_filter,
     connection_test_request,
     create_command_request,
     drive,
@@ -134,6 +137,17 @@ class VolterasHook(BaseHook):
 
     # -- transport ----------------------------------------------------------------------------
 
+    @contextmanager
+    def deadline(self, until: float | None) -> Iterator[None]:
+        """Within this block, in this thread, every call (its retries and ``Retry-After`` pauses included)
+        ends by ``until`` (epoch seconds)."""
+        previous = getattr(self._local, "deadline", None)
+        self._local.deadline = until if previous is None or until is None else min(until, previous)
+        try:
+            yield
+        finally:
+            self._local.deadline = previous
+
     def _deadline(self) -> float | None:
         """The wall-clock time (epoch seconds) the current wait must end by, in this thread; ``None`` outside one."""
         return getattr(self._local, "deadline", None)
@@ -203,8 +217,13 @@ class VolterasHook(BaseHook):
 
         settings, cache = self.settings, self._token_cache
         store = TokenFile(settings, self.log)
+        # The lock is waited for no longer than a request may take (nor past the current wait's deadline).
+        until = time.time() + settings.timeout
+        deadline = self._deadline()
+        if deadline is not None:
+            until = min(until, deadline)
         try:
-            with store.locked():
+            with store.locked(until):
                 stored = store.read()
                 # The token this process holds was refused or has expired: the file's copy of the very
                 # same token is no better (another process may have stored a newer one, though).
@@ -218,7 +237,11 @@ class VolterasHook(BaseHook):
                         return token
                 token = self._renew_here()
                 lifetime = cache.lifetime(settings) or 0.0
-                store.write(FileToken(token, cache.refresh_token(settings), time.time() + lifetime, lifetime))
+                try:
+                    store.write(FileToken(token, cache.refresh_token(settings), time.time() + lifetime, lifetime))
+                except OSError as err:
+                    # The token is good; only sharing it failed: never ask for a second one.
+                    warn_once(store.directory, f"{type(err).__name__}: {err}", self.log)
                 return token
         except OSError as err:
             warn_once(store.directory, f"{type(err).__name__}: {err}", self.log)
@@ -320,10 +343,13 @@ class VolterasHook(BaseHook):
         """The vehicle's live rate limits (``remainingRequests``, ``maxRequests``, ``windowSizeSeconds``, ...)."""
         return self._request(rate_limits_request(vehicle_id), parse_rate_limits)
 
-    def _executions_of(self, vehicle_id: str, command: str, status: str | None = None) -> Iterator[dict[str, Any]]:
-        """Listed executions of ``command`` on the vehicle that read as such; the listing's order is not relied on."""
+    def _executions_of(
+        self, vehicle_id: str, command: str, status: str | None = None, since: float | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Listed executions of ``command`` on the vehicle that read as such (created at or after ``since``,
+        epoch seconds, when given); the listing's order is not relied on."""
         for execution in self.list_command_executions(
-            vehicle_id, filter=command_filter(command, status), max_page_size=MAX_PAGE_SIZE
+            vehicle_id, filter=command_filter(command, status, since=since), max_page_size=MAX_PAGE_SIZE
         ):
             # The filter narrows the listing; the check below is what decides.
             if execution_problem(execution, vehicle_id=vehicle_id, command=command) is None:
@@ -338,10 +364,13 @@ class VolterasHook(BaseHook):
     def find_listed_execution(
         self, vehicle_id: str, execution_id: str, command: str | VehicleCommand | None = None
     ) -> dict[str, Any] | None:
-        """The execution ``execution_id`` as the vehicle's listing shows it (to confirm a 404), or ``None``."""
+        """The execution ``execution_id`` as the vehicle's listing shows it (to confirm a 404), or ``None``.
+
+        The listing is filtered by the id, so this costs one request whatever the vehicle's history.
+        """
         cmd = get_command_spec(command, creatable=False).command.value if command is not None else None
         listing = self.list_command_executions(
-            vehicle_id, filter=command_filter(cmd) if cmd else None, max_page_size=MAX_PAGE_SIZE
+            vehicle_id, filter=id_filter(execution_id, cmd), max_page_size=MAX_PAGE_SIZE
         )
         for execution in listing:
             if execution.get("id") == execution_id:
@@ -349,10 +378,22 @@ class VolterasHook(BaseHook):
                 return execution if problem is None else None
         return None
 
-    def command_execution_ids(self, vehicle_id: str, command: str | VehicleCommand) -> set[str]:
-        """Ids of every listed execution of ``command`` on the vehicle (noted before a create)."""
+    def recent_execution_ids(self, vehicle_id: str, command: str | VehicleCommand) -> set[str]:
+        """Ids of the command's executions on the vehicle created within ``RECENT_WINDOW`` seconds, whatever
+        their status or shape (noted before a create: what a lost create may be confused with).
+
+        Only recent executions are listed: the cost of a create does not grow with the vehicle's history.
+        """
         cmd = get_command_spec(command, creatable=False).command.value
-        return {execution["id"] for execution in self._executions_of(vehicle_id, cmd)}
+        since = time.time() - RECENT_WINDOW
+        listing = self.list_command_executions(
+            vehicle_id, filter=command_filter(cmd, since=since), max_page_size=MAX_PAGE_SIZE
+        )
+        return {eid for execution in listing if isinstance(execution, dict) and (eid := issued_id(execution.get("id")))}
+
+    def command_execution_ids(self, vehicle_id: str, command: str | VehicleCommand) -> set[str]:
+        """Ids of the command's recent executions on the vehicle (see :meth:`recent_execution_ids`)."""
+        return self.recent_execution_ids(vehicle_id, command)
 
     def find_new_execution(
         self,
@@ -360,10 +401,14 @@ class VolterasHook(BaseHook):
         command: str | VehicleCommand,
         arguments: Mapping[str, Any] | None,
         seen: Callable[[str], bool],
+        since: float | None = None,
     ) -> dict[str, Any] | None:
-        """A listed execution of ``command`` with these ``arguments`` whose id was not ``seen`` before a create."""
+        """A listed execution of ``command`` with these ``arguments`` whose id was not ``seen`` before a create
+        (that create started at ``since``, epoch seconds; only executions from ``RECENT_WINDOW`` before it are
+        listed)."""
         cmd = get_command_spec(command, creatable=False).command.value
-        for execution in self._executions_of(vehicle_id, cmd):
+        start = (time.time() if since is None else since) - RECENT_WINDOW
+        for execution in self._executions_of(vehicle_id, cmd, since=start):
             if not seen(execution["id"]) and arguments_match(arguments, execution.get("commandArguments")):
                 return execution
         return None
@@ -395,7 +440,8 @@ class VolterasHook(BaseHook):
         request = create_command_request(vehicle_id, command, arguments)
         cmd = get_command_spec(command).command
         payload = request.json_body
-        known = set(before) if before is not None else self.command_execution_ids(vehicle_id, cmd)
+        known = set(before) if before is not None else self.recent_execution_ids(vehicle_id, cmd)
+        started = time.time()
         maybe_sent = False
 
         def issued(execution_id: str) -> None:
@@ -403,7 +449,7 @@ class VolterasHook(BaseHook):
                 on_issued(execution_id)
 
         def adopt() -> dict[str, Any] | None:
-            execution = self.find_new_execution(vehicle_id, cmd, payload, known.__contains__)
+            execution = self.find_new_execution(vehicle_id, cmd, payload, known.__contains__, since=started)
             if execution is None:
                 return None
             issued(execution["id"])
@@ -423,9 +469,12 @@ class VolterasHook(BaseHook):
                     return adopted
                 try:
                     body = parse_json_answer(self._call(request), request)
-                except VolterasCommandInProgressError:
+                except VolterasCommandInProgressError as err:
                     if maybe_sent and (adopted := adopt()) is not None:
                         return adopted
+                    # After an attempt that may have been applied, the pending command is probably ours
+                    # (the listing may lag its writes): the caller must not take it for someone else's.
+                    err.maybe_ours = maybe_sent
                     raise
                 except VolterasTransportError as err:
                     maybe_sent = maybe_sent or err.maybe_sent

@@ -151,3 +151,61 @@ def test_the_hook_works_without_the_file(sim: Any, monkeypatch: Any, tmp_path: P
         assert (out.out + out.err).count("Volteras token cache:") == 1
     if problem == "corrupt-file":
         assert TokenFile(hook.settings).read() is not None  # replaced by a good one
+
+
+def test_a_token_file_that_cannot_be_written_costs_no_second_token_request(
+    sim: Any, monkeypatch: Any, tmp_path: Path, capfd: Any
+) -> None:
+    use(monkeypatch, sim, tmp_path / "cache")
+
+    def unwritable(self: TokenFile, token: Any) -> None:
+        raise PermissionError(13, "Permission denied", str(self.path))
+
+    monkeypatch.setattr(TokenFile, "write", unwritable)
+    hook = VolterasHook()
+    assert hook.get_access_token()
+    hook.get_rate_limits("car-1")
+    assert token_requests(sim) == 1, "a renewal whose token could not be written must not renew again"
+    out = capfd.readouterr()
+    assert (out.out + out.err).count("Volteras token cache:") == 1
+
+
+def test_a_tilde_in_shared_cache_dir_is_the_home_directory(sim: Any, monkeypatch: Any, tmp_path: Path) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    use(monkeypatch, sim, Path("~/volteras-cache"))
+    hook = VolterasHook()
+    assert hook.settings.token_cache_dir == str(tmp_path / "home" / "volteras-cache")
+    hook.get_access_token()
+    assert list((tmp_path / "home" / "volteras-cache").glob("*.token"))
+    assert not (tmp_path / "~").exists()
+    assert stat.S_IMODE((tmp_path / "home" / "volteras-cache").stat().st_mode) == 0o700
+
+
+def test_an_existing_folder_is_used_without_changing_its_mode(sim: Any, monkeypatch: Any, tmp_path: Path) -> None:
+    directory = tmp_path / "shared"
+    directory.mkdir()
+    directory.chmod(0o755)
+    use(monkeypatch, sim, directory)
+    VolterasHook().get_access_token()
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o755, "a folder the hook did not create is never chmod-ed"
+    [token_file] = directory.glob("*.token")
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("mode", [0o775, 0o777, 0o1777])
+def test_a_folder_others_may_write_to_is_refused_with_a_warning(
+    sim: Any, monkeypatch: Any, tmp_path: Path, capfd: Any, mode: int
+) -> None:
+    directory = tmp_path / f"open-{mode:o}"
+    directory.mkdir()
+    directory.chmod(mode)
+    use(monkeypatch, sim, directory)
+    hook = VolterasHook()
+    for _ in range(2):
+        hook.get_rate_limits("car-1")
+    assert token_requests(sim) == 1
+    assert stat.S_IMODE(directory.stat().st_mode) == mode
+    assert list(directory.iterdir()) == [], "nothing is written to a folder others may write to"
+    out = capfd.readouterr()
+    assert (out.out + out.err).count("Volteras token cache:") == 1
