@@ -70,6 +70,15 @@ class FaultIn(_Strict):
     fields: dict[str, Any] | None = None
 
 
+class HistoryIn(_Strict):
+    command: str
+    count: int = Field(ge=1, le=100_000)
+    status: str | None = "EXECUTED"
+    ageSeconds: float = Field(default=86_400.0, ge=0)
+    arguments: dict[str, Any] | None = None
+    failedReason: str | None = None
+
+
 class FinishIn(_Strict):
     outcome: Literal["EXECUTED", "FAILED"] = "EXECUTED"
     failedReason: str | None = None
@@ -128,6 +137,20 @@ def add_control_routes(api: FastAPI, state: SimulatorState) -> None:
     async def delete_scenario(vehicle_id: str) -> Response:
         state.clear_scenario(vehicle_id)
         return _json(state.scenario(vehicle_id))
+
+    @api.post("/_simulator/vehicles/{vehicle_id}/history", tags=_CONTROL_TAGS)
+    async def seed_history(vehicle_id: str, body: HistoryIn) -> Response:
+        return _json(
+            state.seed_history(
+                vehicle_id,
+                body.command,
+                body.count,
+                status=body.status,
+                age_seconds=body.ageSeconds,
+                arguments=body.arguments,
+                failed_reason=body.failedReason,
+            )
+        )
 
     @api.get("/_simulator/counters", tags=_CONTROL_TAGS)
     async def get_counters() -> Response:

@@ -27,11 +27,14 @@ def paginate(
     *,
     newest_first: bool,
     generation: int,
+    anchor: Callable[[T], str] | None = None,
 ) -> tuple[list[T], str | None, int]:
     """One page of ``items`` (those that ``match``), the next page token and the total matched.
 
     Page tokens carry the state generation, the query scope and a fingerprint of the filter,
-    so a reset, another query or a changed filter is refused as the real API does.
+    so a reset, another query or a changed filter is refused as the real API does. With
+    ``anchor`` (a stable key of an item) a token also names the item it resumes at, so items
+    inserted anywhere in ``items`` meanwhile (older history) do not shift the cursor.
     """
     size = DEFAULT_PAGE_SIZE if max_page_size is None else max_page_size
     if size < 1:
@@ -43,7 +46,11 @@ def paginate(
     fingerprint = hashlib.sha256(filter_key.encode()).hexdigest()[:16]
     step = -1 if newest_first else 1
     if page_token:
-        start = decode_page_token(page_token, scope, fingerprint, generation)
+        start, key = decode_page_token(page_token, scope, fingerprint, generation)
+        if anchor is not None and key is not None and not (0 <= start < len(items) and anchor(items[start]) == key):
+            start = next((i for i, item in enumerate(items) if anchor(item) == key), -1)
+            if start < 0:
+                raise SimulatorError("QUERY_PAGE_TOKEN_EXPIRED", "the page token has expired; start a new query")
     else:
         start = len(items) - 1 if newest_first else 0
     total = sum(1 for item in items if match(item))
@@ -57,17 +64,22 @@ def paginate(
         index += step
     next_token = None
     if 0 <= index < len(items):
-        raw = json.dumps({"g": generation, "s": scope, "f": fingerprint, "c": index}, separators=(",", ":"))
+        data: dict[str, object] = {"g": generation, "s": scope, "f": fingerprint, "c": index}
+        if anchor is not None:
+            data["a"] = anchor(items[index])
+        raw = json.dumps(data, separators=(",", ":"))
         next_token = base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
     return page, next_token, total
 
 
-def decode_page_token(token: str, scope: str, fingerprint: str, generation: int) -> int:
+def decode_page_token(token: str, scope: str, fingerprint: str, generation: int) -> tuple[int, str | None]:
+    """The cursor (an index into the items) and the anchor key of a page token, if it has one."""
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         data = json.loads(raw)
         token_generation, token_scope, token_filter, cursor = data["g"], data["s"], data["f"], data["c"]
-        if not isinstance(cursor, int) or not isinstance(token_generation, int):
+        key = data.get("a")
+        if not isinstance(cursor, int) or not isinstance(token_generation, int) or not isinstance(key, str | None):
             raise TypeError("bad cursor")
     except (ValueError, TypeError, KeyError, binascii.Error):
         raise _validation("invalid pageToken", field="pageToken") from None
@@ -77,4 +89,4 @@ def decode_page_token(token: str, scope: str, fingerprint: str, generation: int)
         raise _validation("pageToken belongs to another query", field="pageToken")
     if token_filter != fingerprint:
         raise SimulatorError("PAGINATED_QUERY_FILTER_CHANGED", "the filter changed between pages; start a new query")
-    return cursor
+    return cursor, key

@@ -90,6 +90,14 @@ __all__ = [
 ]
 
 
+def _created_at(execution: _Execution) -> float:
+    return execution.created_at
+
+
+def _execution_id(execution: _Execution) -> str:
+    return execution.id
+
+
 def _execution_getter(execution: _Execution, now: float) -> Getter:
     def get(path: tuple[str, ...]) -> Any:
         value = execution.value(path[0], now)
@@ -169,6 +177,8 @@ class SimulatorState:
                 "vehicleRequests",
                 "rateLimitRequests",
                 "faultsApplied",
+                "historySeeded",
+                "foreignExecutions",
             ),
             0,
         )
@@ -417,14 +427,90 @@ class SimulatorState:
                 final_reason=reason,
                 index=len(vehicle.executions),
             )
-            vehicle.executions.append(execution)
-            self._executions[execution.id] = execution
+            self._insert(vehicle, [execution])
             self._pending[(vehicle_id, command)] = execution
             vehicle.create_times.append(now)
             per_vehicle = self._creates.setdefault(vehicle_id, {})
             per_vehicle[command] = per_vehicle.get(command, 0) + 1
             self._counts["createsTotal"] += 1
             return execution.to_api(now)
+
+    def _insert(self, vehicle: _Vehicle, new: list[_Execution]) -> None:
+        """Store ``new`` (sorted by ``created_at``), keeping the vehicle's list in creation order."""
+        executions = vehicle.executions
+        in_order = not executions or not new or new[0].created_at >= executions[-1].created_at
+        executions.extend(new)
+        if not in_order:
+            executions.sort(key=_created_at)  # stable: ties keep the order they were added in
+        for execution in new:
+            self._executions[execution.id] = execution
+
+    def seed_history(
+        self,
+        vehicle_id: str,
+        command: str,
+        count: int,
+        *,
+        status: str | None = "EXECUTED",
+        age_seconds: float = 86_400.0,
+        arguments: Mapping[str, Any] | None = None,
+        failed_reason: str | None = None,
+    ) -> dict[str, Any]:
+        """Add ``count`` past executions of ``command`` to a vehicle, as if made long ago.
+
+        They are created one second apart, the newest ``age_seconds`` ago (so ``createdAt``
+        runs from ``now - age_seconds - (count - 1)`` to ``now - age_seconds``), and finished
+        half a second after creation (never after now) with ``status``, kept as given: any
+        string, even outside the API's enum or ``"PENDING"`` (a stale execution that never
+        finishes), or ``None``. ``failed_reason`` defaults to ``OEM_COMMAND_FAILED`` for
+        ``FAILED``. They are listed (oldest last) and readable by id, but are not counted as
+        creates, use no rate limit and hold no one-pending-per-command slot. Returns a summary.
+        """
+        if command not in VEHICLE_COMMANDS:
+            raise ValueError(f"unknown command {command!r}")
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 100_000:
+            raise ValueError("count must be an integer from 1 to 100000")
+        if not (isinstance(age_seconds, int | float) and math.isfinite(age_seconds) and age_seconds >= 0):
+            raise ValueError("age_seconds must be a finite number >= 0")
+        if status is not None and not isinstance(status, str):
+            raise ValueError("status must be a string or None")
+        reason = (failed_reason or DEFAULT_FAILED_REASON) if status == "FAILED" else failed_reason
+        args = dict(arguments) if arguments is not None else None
+        with self._lock:
+            vehicle = self._vehicle(vehicle_id)
+            now = self._clock()
+            timeout = self._config.command_timeout
+            newest = now - float(age_seconds)
+            oldest = newest - (count - 1)
+            new_id = _new_execution_id
+            new = [
+                _Execution(
+                    id=new_id(vehicle_id),
+                    vehicle_id=vehicle_id,
+                    command=command,
+                    arguments=dict(args) if args is not None else None,
+                    created_at=created,
+                    timeout=timeout,
+                    finish_at=min(created + 0.5, max(created, now)),
+                    final_status=status,
+                    final_reason=reason,
+                    index=-1,
+                )
+                for created in (oldest + i for i in range(count))
+            ]
+            self._insert(vehicle, new)
+            self._counts["historySeeded"] += count
+            return {
+                "vehicleId": vehicle_id,
+                "command": command,
+                "count": count,
+                "status": status,
+                "oldestCreatedAt": iso_utc(oldest),
+                "newestCreatedAt": iso_utc(newest),
+                "oldestId": new[0].id,
+                "newestId": new[-1].id,
+                "executions": len(vehicle.executions),
+            }
 
     def _served(self, execution: _Execution, now: float) -> None:
         if execution.first_served_terminal_at is None and now >= execution.finish_at:
@@ -467,6 +553,7 @@ class SimulatorState:
                 match,
                 newest_first=True,
                 generation=self._generation,
+                anchor=_execution_id,
             )
             for execution in page:
                 self._served(execution, now)

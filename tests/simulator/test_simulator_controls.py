@@ -1,0 +1,187 @@
+"""Control API for realistic listings: seeded history, other clients' executions, listing lag,
+argument clamping and per-vehicle request counters."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from typing import Any
+
+import pytest
+import requests
+
+from airflow_provider_volteras.simulator import SimulatorError, SimulatorServer, SimulatorState
+from airflow_provider_volteras.simulator.state import iso_utc
+
+from .conftest import Api
+
+T0 = 1_700_000_000.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def state(clock: Clock) -> SimulatorState:
+    return SimulatorState(default_delay=1.0, command_timeout=300.0, clock=clock)
+
+
+def control(simulator: SimulatorServer, method: str, path: str, **kwargs: Any) -> requests.Response:
+    return requests.request(method, f"{simulator.base_url}/_simulator{path}", timeout=10, **kwargs)
+
+
+def epoch(stamp: str) -> float:
+    return datetime.fromisoformat(stamp).timestamp()
+
+
+def list_all(api: Api, vehicle_id: str, flt: Any = None) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"maxPageSize": 100}
+    if flt is not None:
+        params["filter"] = json.dumps(flt)
+    while True:
+        response = api.get(f"/v1/vehicles/{vehicle_id}/command-executions", params=params)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        results.extend(page["results"])
+        if page["nextPageToken"] is None:
+            return results
+        params["pageToken"] = page["nextPageToken"]
+
+
+# --------------------------------------------------------------------------- history
+
+
+def test_history_is_listed_older_than_new_commands_and_not_counted(api: Api, simulator: SimulatorServer) -> None:
+    fresh = api.created("car-h", "climate-off")
+    response = control(
+        simulator,
+        "POST",
+        "/vehicles/car-h/history",
+        json={"command": "CLIMATE_OFF", "count": 1300, "status": "EXECUTED", "ageSeconds": 86400, "arguments": None},
+    )
+    assert response.status_code == 200, response.text
+    summary = response.json()
+    assert (summary["vehicleId"], summary["command"], summary["count"], summary["status"]) == (
+        "car-h",
+        "CLIMATE_OFF",
+        1300,
+        "EXECUTED",
+    )
+    assert summary["executions"] == 1301
+    now = time.time()
+    assert epoch(summary["newestCreatedAt"]) == pytest.approx(now - 86400, abs=5)
+    assert epoch(summary["newestCreatedAt"]) - epoch(summary["oldestCreatedAt"]) == pytest.approx(1299, abs=0.01)
+
+    listed = list_all(api, "car-h")
+    assert len(listed) == 1301
+    assert listed[0]["id"] == fresh["id"]
+    assert (listed[1]["id"], listed[-1]["id"]) == (summary["newestId"], summary["oldestId"])
+    old = listed[1]
+    assert (old["status"], old["command"], old["commandArguments"], old["failedReason"]) == (
+        "EXECUTED",
+        "CLIMATE_OFF",
+        None,
+        None,
+    )
+    assert epoch(old["executedAt"]) == pytest.approx(epoch(summary["newestCreatedAt"]) + 0.5, abs=0.01)
+    assert api.poll("car-h", summary["oldestId"]).json()["status"] == "EXECUTED"
+
+    counters = simulator.state.counters()
+    assert counters["createsTotal"] == 1 and counters["creates"] == {"car-h": {"CLIMATE_OFF": 1}}
+    assert counters["historySeeded"] == 1300
+    limits = api.get("/v1/rate-limits", params={"objectId": "car-h", "domain": "VEHICLE"}).json()[0]
+    assert limits["maxRequests"] - limits["remainingRequests"] == 1
+
+
+def test_history_can_be_filtered_by_created_at(api: Api, simulator: SimulatorServer) -> None:
+    control(
+        simulator, "POST", "/vehicles/car-h/history", json={"command": "LOCK_DOORS", "count": 500}
+    ).raise_for_status()
+    control(
+        simulator,
+        "POST",
+        "/vehicles/car-h/history",
+        json={"command": "LOCK_DOORS", "count": 10, "ageSeconds": 60, "status": "FAILED"},
+    ).raise_for_status()
+    since = iso_utc(time.time() - 3600)
+    recent = list_all(api, "car-h", {"field": "createdAt", "operator": ">=", "value": since})
+    assert len(recent) == 10
+    assert {(e["status"], e["failedReason"]) for e in recent} == {("FAILED", "OEM_COMMAND_FAILED")}
+    older = list_all(api, "car-h", {"field": "createdAt", "operator": "<", "value": since})
+    assert len(older) == 500 and {e["status"] for e in older} == {"EXECUTED"}
+
+
+def test_seeding_ten_thousand_executions_is_fast(api: Api, simulator: SimulatorServer) -> None:
+    started = time.perf_counter()
+    response = control(simulator, "POST", "/vehicles/car-big/history", json={"command": "CLIMATE_ON", "count": 10_000})
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 200 and response.json()["executions"] == 10_000
+    assert elapsed < 0.5, elapsed
+    started = time.perf_counter()
+    page = api.get("/v1/vehicles/car-big/command-executions", params={"maxPageSize": 100}).json()
+    assert page["totalResults"] == 10_000 and len(page["results"]) == 100
+    assert time.perf_counter() - started < 0.5
+
+
+def test_history_inserted_mid_listing_does_not_shift_the_cursor(api: Api, simulator: SimulatorServer) -> None:
+    ids = [api.created("sim-ok-d30", slug)["id"] for slug in ("climate-on", "climate-off", "lock-doors")]
+    first = api.get("/v1/vehicles/sim-ok-d30/command-executions", params={"maxPageSize": 2}).json()
+    assert [e["id"] for e in first["results"]] == ids[:0:-1]
+    simulator.state.seed_history("sim-ok-d30", "WAKE_UP", 5)
+    rest = api.get(
+        "/v1/vehicles/sim-ok-d30/command-executions", params={"maxPageSize": 2, "pageToken": first["nextPageToken"]}
+    ).json()
+    assert rest["results"][0]["id"] == ids[0] and rest["results"][1]["command"] == "WAKE_UP"
+    assert rest["totalResults"] == 8
+
+
+def test_history_keeps_odd_statuses_and_arguments(state: SimulatorState, clock: Clock) -> None:
+    state.seed_history("car-h", "SET_CHARGE_LIMIT", 2, status=None, age_seconds=0, arguments={"limit": 70})
+    state.seed_history("car-h", "SET_CHARGE_LIMIT", 1, status="QUEUED", age_seconds=10)
+    state.seed_history("car-h", "SET_CHARGE_LIMIT", 1, status="PENDING", age_seconds=20)
+    listed = state.list_executions("car-h")["results"]
+    assert [e["status"] for e in listed] == [None, None, "QUEUED", "PENDING"]
+    assert listed[0]["commandArguments"] == {"limit": 70} and listed[2]["commandArguments"] is None
+    clock.now += 3600
+    assert [e["status"] for e in state.list_executions("car-h")["results"]] == [None, None, "QUEUED", "PENDING"]
+    # Stale history holds no slot: a new command is accepted.
+    assert state.create_command("car-h", "SET_CHARGE_LIMIT", {"limit": 60})["status"] == "PENDING"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"command": "FLY", "count": 1},
+        {"command": "CLIMATE_ON", "count": 0},
+        {"command": "CLIMATE_ON", "count": 1, "ageSeconds": -1},
+        {"command": "CLIMATE_ON", "count": 1, "colour": "red"},
+        {"count": 1},
+    ],
+)
+def test_bad_history_requests_are_refused(simulator: SimulatorServer, body: dict[str, Any]) -> None:
+    assert control(simulator, "POST", "/vehicles/car-h/history", json=body).status_code == 422
+
+
+def test_history_for_a_missing_vehicle_is_not_found(simulator: SimulatorServer) -> None:
+    response = control(simulator, "POST", "/vehicles/sim-missing/history", json={"command": "CLIMATE_ON", "count": 1})
+    assert (response.status_code, response.json()["error"]) == (404, "RESOURCE_NOT_FOUND")
+
+
+def test_reset_forgets_history(state: SimulatorState) -> None:
+    state.seed_history("car-h", "CLIMATE_ON", 3)
+    state.reset()
+    with pytest.raises(SimulatorError):
+        state.list_executions("sim-missing")
+    assert state.list_executions("car-h")["totalResults"] == 0
