@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
@@ -71,28 +70,76 @@ def test_concurrent_hooks_on_a_cold_cache_make_one_token_request(sim, connect):
     assert sim.state.counters()["tokenRequests"] == 1
 
 
-def test_token_renewed_before_expiry_with_refresh_grant(sim, connect):
-    sim.state.configure(token_ttl=2)
-    hook = connect(refresh_lead=0.8)  # renew once fewer than 0.8 of the 2 s are left
+class FakeClock:
+    """A clock that moves only when the test says so."""
+
+    def __init__(self, now: float = 1_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def token_clock(monkeypatch) -> FakeClock:
+    """The process-wide token cache's clock (``TokenCache.clock``), moved by the test instead of sleeping.
+
+    The simulator keeps real time: with a token lifetime far longer than the test, no token expires on
+    the server, so only the hook's view of time decides when it renews.
+    """
+    from airflow_provider_volteras._core import tokens
+
+    clock = FakeClock()
+    monkeypatch.setattr(tokens.TOKEN_CACHE, "clock", clock)
+    return clock
+
+
+def test_token_renewed_before_expiry_with_refresh_grant(sim, connect, token_clock):
+    sim.state.configure(token_ttl=600)
+    hook = connect(refresh_lead=10)  # renew once fewer than 10 of the 600 s are left
     first = hook.get_access_token()
     hook.get_rate_limits(VEHICLE)
     assert grants(sim) == {"client_credentials": 1, "refresh_token": 0}
-    time.sleep(1.3)  # inside the refresh lead, but the token is still valid on the server
+
+    token_clock.advance(589)  # 11 s left: not inside the lead yet, the token is reused
+    hook.get_rate_limits(VEHICLE)
+    assert hook.get_access_token() == first
+    assert grants(sim) == {"client_credentials": 1, "refresh_token": 0}
+
+    token_clock.advance(2)  # 9 s left: inside the lead, renewed with the refresh grant
     hook.get_rate_limits(VEHICLE)
     assert grants(sim) == {"client_credentials": 1, "refresh_token": 1}
-    assert hook.get_access_token() != first
-    tokens = log_entries(sim, kind="token")
-    assert tokens[1]["time"] < tokens[0]["time"] + 2.0  # renewed before the first token expired
-    assert all(e["status"] != 401 for e in sim.state.request_log())  # never ran into an expired token
+    second = hook.get_access_token()
+    assert second != first
+    # Renewed before the first token expired: the server still accepts it (a refresh does not void it).
+    assert sim.state.authenticate(f"Bearer {first}") == sim.state.config.client_id
+    assert sim.state.authenticate(f"Bearer {second}") == sim.state.config.client_id
+
+    hook.get_rate_limits(VEHICLE)  # the renewed token serves the next calls: no further token request
+    assert hook.get_access_token() == second
+    assert grants(sim) == {"client_credentials": 1, "refresh_token": 1}
+    log = [(e["kind"], e["status"]) for e in sim.state.request_log()]
+    # Never ran into an expired token (no 401), one token request per grant.
+    assert log == [
+        ("token", 200),
+        ("rate_limit", 200),
+        ("rate_limit", 200),
+        ("token", 200),
+        ("rate_limit", 200),
+        ("rate_limit", 200),
+    ]
 
 
-def test_refused_refresh_token_falls_back_to_client_credentials(sim, connect):
-    sim.state.configure(token_ttl=2)
-    hook = connect(refresh_lead=0.8)
+def test_refused_refresh_token_falls_back_to_client_credentials(sim, connect, token_clock):
+    sim.state.configure(token_ttl=600)
+    hook = connect(refresh_lead=10)
     hook.get_rate_limits(VEHICLE)
     # The platform forgets every token it issued (keeps its settings): the refresh token is now unknown.
     sim.state.reset(keep_config=True)
-    time.sleep(1.3)
+    token_clock.advance(591)  # inside the refresh lead: the next call renews, with the refresh grant first
     assert hook.get_rate_limits(VEHICLE)[0]["objectId"] == VEHICLE
     assert grants(sim) == {"client_credentials": 1, "refresh_token": 1}
     log = sim.state.request_log()
