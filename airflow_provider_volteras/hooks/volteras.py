@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from contextlib import contextmanager
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cached_property
 from typing import Any, TypeVar, cast
@@ -34,9 +33,7 @@ from airflow_provider_volteras._core.wire import (
     ApiRequest,
     Pager,
     RawResponse,
-    RECENT_WINDOW,
     command_filter,
-    id_filter,
     connection_test_request,
     create_command_request,
     drive,
@@ -136,17 +133,6 @@ class VolterasHook(BaseHook):
             del self.__dict__["session"]
 
     # -- transport ----------------------------------------------------------------------------
-
-    @contextmanager
-    def deadline(self, until: float | None) -> Iterator[None]:
-        """Within this block, in this thread, every call (its retries and ``Retry-After`` pauses included)
-        ends by ``until`` (epoch seconds)."""
-        previous = getattr(self._local, "deadline", None)
-        self._local.deadline = until if previous is None or until is None else min(until, previous)
-        try:
-            yield
-        finally:
-            self._local.deadline = previous
 
     def _deadline(self) -> float | None:
         """The wall-clock time (epoch seconds) the current wait must end by, in this thread; ``None`` outside one."""
@@ -343,13 +329,10 @@ class VolterasHook(BaseHook):
         """The vehicle's live rate limits (``remainingRequests``, ``maxRequests``, ``windowSizeSeconds``, ...)."""
         return self._request(rate_limits_request(vehicle_id), parse_rate_limits)
 
-    def _executions_of(
-        self, vehicle_id: str, command: str, status: str | None = None, since: float | None = None
-    ) -> Iterator[dict[str, Any]]:
-        """Listed executions of ``command`` on the vehicle that read as such (created at or after ``since``,
-        epoch seconds, when given); the listing's order is not relied on."""
+    def _executions_of(self, vehicle_id: str, command: str, status: str | None = None) -> Iterator[dict[str, Any]]:
+        """Listed executions of ``command`` on the vehicle that read as such; the listing's order is not relied on."""
         for execution in self.list_command_executions(
-            vehicle_id, filter=command_filter(command, status, since=since), max_page_size=MAX_PAGE_SIZE
+            vehicle_id, filter=command_filter(command, status), max_page_size=MAX_PAGE_SIZE
         ):
             # The filter narrows the listing; the check below is what decides.
             if execution_problem(execution, vehicle_id=vehicle_id, command=command) is None:
@@ -364,13 +347,10 @@ class VolterasHook(BaseHook):
     def find_listed_execution(
         self, vehicle_id: str, execution_id: str, command: str | VehicleCommand | None = None
     ) -> dict[str, Any] | None:
-        """The execution ``execution_id`` as the vehicle's listing shows it (to confirm a 404), or ``None``.
-
-        The listing is filtered by the id, so this costs one request whatever the vehicle's history.
-        """
+        """The execution ``execution_id`` as the vehicle's listing shows it (to confirm a 404), or ``None``."""
         cmd = get_command_spec(command, creatable=False).command.value if command is not None else None
         listing = self.list_command_executions(
-            vehicle_id, filter=id_filter(execution_id, cmd), max_page_size=MAX_PAGE_SIZE
+            vehicle_id, filter=command_filter(cmd) if cmd else None, max_page_size=MAX_PAGE_SIZE
         )
         for execution in listing:
             if execution.get("id") == execution_id:
@@ -378,22 +358,10 @@ class VolterasHook(BaseHook):
                 return execution if problem is None else None
         return None
 
-    def recent_execution_ids(self, vehicle_id: str, command: str | VehicleCommand) -> set[str]:
-        """Ids of the command's executions on the vehicle created within ``RECENT_WINDOW`` seconds, whatever
-        their status or shape (noted before a create: what a lost create may be confused with).
-
-        Only recent executions are listed: the cost of a create does not grow with the vehicle's history.
-        """
-        cmd = get_command_spec(command, creatable=False).command.value
-        since = time.time() - RECENT_WINDOW
-        listing = self.list_command_executions(
-            vehicle_id, filter=command_filter(cmd, since=since), max_page_size=MAX_PAGE_SIZE
-        )
-        return {eid for execution in listing if isinstance(execution, dict) and (eid := issued_id(execution.get("id")))}
-
     def command_execution_ids(self, vehicle_id: str, command: str | VehicleCommand) -> set[str]:
-        """Ids of the command's recent executions on the vehicle (see :meth:`recent_execution_ids`)."""
-        return self.recent_execution_ids(vehicle_id, command)
+        """Ids of every listed execution of ``command`` on the vehicle (noted before a create)."""
+        cmd = get_command_spec(command, creatable=False).command.value
+        return {execution["id"] for execution in self._executions_of(vehicle_id, cmd)}
 
     def find_new_execution(
         self,
@@ -401,14 +369,10 @@ class VolterasHook(BaseHook):
         command: str | VehicleCommand,
         arguments: Mapping[str, Any] | None,
         seen: Callable[[str], bool],
-        since: float | None = None,
     ) -> dict[str, Any] | None:
-        """A listed execution of ``command`` with these ``arguments`` whose id was not ``seen`` before a create
-        (that create started at ``since``, epoch seconds; only executions from ``RECENT_WINDOW`` before it are
-        listed)."""
+        """A listed execution of ``command`` with these ``arguments`` whose id was not ``seen`` before a create."""
         cmd = get_command_spec(command, creatable=False).command.value
-        start = (time.time() if since is None else since) - RECENT_WINDOW
-        for execution in self._executions_of(vehicle_id, cmd, since=start):
+        for execution in self._executions_of(vehicle_id, cmd):
             if not seen(execution["id"]) and arguments_match(arguments, execution.get("commandArguments")):
                 return execution
         return None
@@ -440,8 +404,7 @@ class VolterasHook(BaseHook):
         request = create_command_request(vehicle_id, command, arguments)
         cmd = get_command_spec(command).command
         payload = request.json_body
-        known = set(before) if before is not None else self.recent_execution_ids(vehicle_id, cmd)
-        started = time.time()
+        known = set(before) if before is not None else self.command_execution_ids(vehicle_id, cmd)
         maybe_sent = False
 
         def issued(execution_id: str) -> None:
@@ -449,7 +412,7 @@ class VolterasHook(BaseHook):
                 on_issued(execution_id)
 
         def adopt() -> dict[str, Any] | None:
-            execution = self.find_new_execution(vehicle_id, cmd, payload, known.__contains__, since=started)
+            execution = self.find_new_execution(vehicle_id, cmd, payload, known.__contains__)
             if execution is None:
                 return None
             issued(execution["id"])
@@ -469,12 +432,9 @@ class VolterasHook(BaseHook):
                     return adopted
                 try:
                     body = parse_json_answer(self._call(request), request)
-                except VolterasCommandInProgressError as err:
+                except VolterasCommandInProgressError:
                     if maybe_sent and (adopted := adopt()) is not None:
                         return adopted
-                    # After an attempt that may have been applied, the pending command is probably ours
-                    # (the listing may lag its writes): the caller must not take it for someone else's.
-                    err.maybe_ours = maybe_sent
                     raise
                 except VolterasTransportError as err:
                     maybe_sent = maybe_sent or err.maybe_sent
