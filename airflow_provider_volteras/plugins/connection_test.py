@@ -32,18 +32,34 @@ MAX_BODY = 256 * 1024  # a connection-test body is a few hundred bytes; larger o
 
 
 def without_ui_port(body: bytes) -> bytes | None:
-    """The body without the UI's placeholder ``"port": 0`` for a Volteras connection; None to leave it."""
+    """The body without the UI's placeholder ``"port": 0`` for a Volteras connection; None to leave it.
+
+    Any body this cannot read (not JSON, not UTF-8, nested too deep, bigger than ``MAX_BODY``) is left
+    as it is: the API server answers it as it would without this plugin.
+    """
+    if len(body) > MAX_BODY:
+        return None
     try:
         data = json.loads(body)
-    except ValueError:
+        if not isinstance(data, dict) or data.get("conn_type") != CONN_TYPE:
+            return None
+        # The UI's placeholder only: 0 (or null), not False, which also equals 0.
+        if "port" not in data or isinstance(data["port"], bool) or data["port"] not in (0, None):
+            return None
+        del data["port"]
+        return json.dumps(data).encode()
+    except (ValueError, TypeError, RecursionError, MemoryError):  # ValueError covers UnicodeDecodeError
         return None
-    if not isinstance(data, dict) or data.get("conn_type") != CONN_TYPE:
-        return None
-    # The UI's placeholder only: 0 (or null), not False, which also equals 0.
-    if "port" not in data or isinstance(data["port"], bool) or data["port"] not in (0, None):
-        return None
-    del data["port"]
-    return json.dumps(data).encode()
+
+
+def is_test_path(scope: Scope) -> bool:
+    """``POST /api/v2/connections/test`` exactly, as the API server routes it: under its root path (``[api]
+    base_url``'s path, which FastAPI puts in ``scope["root_path"]``) or with that prefix already removed."""
+    path = scope.get("path", "")
+    if path == TEST_PATH:
+        return True
+    root = str(scope.get("root_path") or "").rstrip("/")
+    return bool(root) and path == root + TEST_PATH
 
 
 class ConnectionTestPortMiddleware:
@@ -53,7 +69,7 @@ class ConnectionTestPortMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("type") != "http" or scope.get("method") != "POST" or not scope["path"].endswith(TEST_PATH):
+        if scope.get("type") != "http" or scope.get("method") != "POST" or not is_test_path(scope):
             await self.app(scope, receive, send)
             return
         read: list[Message] = []  # what was taken from ``receive``, given back unchanged unless rewritten
@@ -68,7 +84,7 @@ class ConnectionTestPortMiddleware:
             if not message.get("more_body", False):
                 complete = True
                 break
-        if complete:
+        if complete and size <= MAX_BODY:  # a body bigger than MAX_BODY passes untouched, in one piece or many
             changed = without_ui_port(b"".join(bytes(m.get("body", b"")) for m in read))
             if changed is not None:
                 read = [{"type": "http.request", "body": changed, "more_body": False}]
