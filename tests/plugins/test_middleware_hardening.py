@@ -24,7 +24,7 @@ async def call(body: bytes, *, path: str = "/api/v2/connections/test", root_path
 
     sent: list[dict[str, Any]] = []
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Any) -> None:
         sent.append(message)
 
     scope: dict[str, Any] = {
