@@ -3,6 +3,7 @@ never expose the simulator beyond loopback."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from fastapi import FastAPI
@@ -79,6 +80,17 @@ class HistoryIn(_Strict):
     failedReason: str | None = None
 
 
+class ForeignExecutionIn(_Strict):
+    command: str
+    status: str | None = "PENDING"
+    arguments: dict[str, Any] | None = None
+    createdAt: datetime | None = None
+    failedReason: str | None = None
+    delaySeconds: float | None = Field(default=None, ge=0)
+    outcome: Literal["EXECUTED", "FAILED", "PENDING"] = "EXECUTED"
+    holdsSlot: bool | None = None
+
+
 class FinishIn(_Strict):
     outcome: Literal["EXECUTED", "FAILED"] = "EXECUTED"
     failedReason: str | None = None
@@ -149,6 +161,25 @@ def add_control_routes(api: FastAPI, state: SimulatorState) -> None:
                 age_seconds=body.ageSeconds,
                 arguments=body.arguments,
                 failed_reason=body.failedReason,
+            )
+        )
+
+    @api.post("/_simulator/vehicles/{vehicle_id}/executions", tags=_CONTROL_TAGS)
+    async def add_foreign_execution(vehicle_id: str, body: ForeignExecutionIn) -> Response:
+        created = body.createdAt
+        if created is not None and created.tzinfo is None:
+            created = created.replace(tzinfo=UTC)
+        return _json(
+            state.add_execution(
+                vehicle_id,
+                body.command,
+                status=body.status,
+                arguments=body.arguments,
+                created_at=created.timestamp() if created is not None else None,
+                failed_reason=body.failedReason,
+                delay=body.delaySeconds,
+                outcome=body.outcome,
+                holds_slot=body.holdsSlot,
             )
         )
 

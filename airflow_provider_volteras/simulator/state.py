@@ -512,6 +512,90 @@ class SimulatorState:
                 "executions": len(vehicle.executions),
             }
 
+    def add_execution(
+        self,
+        vehicle_id: str,
+        command: str,
+        *,
+        status: str | None = "PENDING",
+        arguments: Mapping[str, Any] | None = None,
+        created_at: float | None = None,
+        failed_reason: str | None = None,
+        delay: float | None = None,
+        outcome: str = "EXECUTED",
+        holds_slot: bool | None = None,
+    ) -> dict[str, Any]:
+        """Add one execution as if another client had just created it; return it as the API shows it.
+
+        ``created_at`` (epoch seconds) defaults to now. ``status`` other than ``"PENDING"`` is
+        kept as given, from now on: any string (even outside the API's enum) or ``None``;
+        ``failed_reason`` defaults to ``OEM_COMMAND_FAILED`` for ``FAILED``.
+
+        A ``PENDING`` one behaves like a created command: it holds the vehicle's
+        one-pending-per-command slot (a create of the same command answers
+        ``COMMAND_ALREADY_IN_PROGRESS``; adding one while the slot is taken raises that error
+        too) unless ``holds_slot=False``, and ``delay`` seconds after it was added (default: the
+        configured default delay) it becomes ``outcome`` (``EXECUTED``, ``FAILED`` with
+        ``failed_reason``, or ``PENDING``: never, so it times out). Like any command it times
+        out (``FAILED``, ``OEM_COMMAND_TIMEOUT``) ``command_timeout`` after ``created_at``.
+        It is not counted as a create and uses no rate limit.
+        """
+        if command not in VEHICLE_COMMANDS:
+            raise ValueError(f"unknown command {command!r}")
+        if status is not None and not isinstance(status, str):
+            raise ValueError("status must be a string or None")
+        pending = status == "PENDING"
+        if pending:
+            _check_outcome(outcome)
+        elif holds_slot:
+            raise ValueError("only a PENDING execution can hold the pending slot")
+        checked_delay = _check_delay(delay)
+        with self._lock:
+            vehicle = self._vehicle(vehicle_id)
+            now = self._clock()
+            created = now if created_at is None else float(created_at)
+            if not math.isfinite(created):
+                raise ValueError("created_at must be finite")
+            timeout = self._config.command_timeout
+            final: str | None = status
+            reason: str | None
+            if pending:
+                wait = self._config.default_delay if checked_delay is None else checked_delay
+                timeout_at = created + timeout
+                if outcome == "PENDING" or now + wait >= timeout_at:
+                    finish_at, final, reason = timeout_at, "FAILED", PLATFORM_TIMEOUT_REASON
+                else:
+                    finish_at, final, reason = now + wait, outcome, final_reason(outcome, failed_reason)
+            else:
+                finish_at = min(created, now)
+                reason = (failed_reason or DEFAULT_FAILED_REASON) if status == "FAILED" else failed_reason
+            slot = pending and holds_slot is not False
+            if slot:
+                holder = self._pending.get((vehicle_id, command))
+                if holder is not None and now < holder.finish_at:
+                    raise SimulatorError(
+                        "COMMAND_ALREADY_IN_PROGRESS",
+                        f"a {command} command is already in progress for vehicle {vehicle_id!r}",
+                        data={"commandExecutionId": holder.id},
+                    )
+            execution = _Execution(
+                id=_new_execution_id(vehicle_id),
+                vehicle_id=vehicle_id,
+                command=command,
+                arguments=dict(arguments) if arguments is not None else None,
+                created_at=created,
+                timeout=timeout,
+                finish_at=finish_at,
+                final_status=final,
+                final_reason=reason,
+                index=-1,
+            )
+            self._insert(vehicle, [execution])
+            if slot:
+                self._pending[(vehicle_id, command)] = execution
+            self._counts["foreignExecutions"] += 1
+            return execution.to_api(now)
+
     def _served(self, execution: _Execution, now: float) -> None:
         if execution.first_served_terminal_at is None and now >= execution.finish_at:
             execution.first_served_terminal_at = now

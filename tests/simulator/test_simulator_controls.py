@@ -185,3 +185,127 @@ def test_reset_forgets_history(state: SimulatorState) -> None:
     with pytest.raises(SimulatorError):
         state.list_executions("sim-missing")
     assert state.list_executions("car-h")["totalResults"] == 0
+
+
+# --------------------------------------------------------------------------- other clients' executions
+
+
+def test_a_foreign_pending_execution_holds_the_slot_and_finishes(api: Api, simulator: SimulatorServer) -> None:
+    response = control(
+        simulator,
+        "POST",
+        "/vehicles/car-o/executions",
+        json={"command": "CLIMATE_OFF", "status": "PENDING", "arguments": {"by": "app"}, "delaySeconds": 0.4},
+    )
+    assert response.status_code == 200, response.text
+    foreign = response.json()
+    assert (foreign["status"], foreign["command"], foreign["vehicleId"], foreign["commandArguments"]) == (
+        "PENDING",
+        "CLIMATE_OFF",
+        "car-o",
+        {"by": "app"},
+    )
+    refused = api.create("car-o", "climate-off")
+    assert (refused.status_code, refused.json()["error"]) == (409, "COMMAND_ALREADY_IN_PROGRESS")
+    assert refused.json()["data"]["commandExecutionId"] == foreign["id"]
+    assert api.create("car-o", "climate-on").status_code == 200  # other commands are free
+    assert [e["id"] for e in list_all(api, "car-o")][1] == foreign["id"]
+    time.sleep(0.5)
+    assert api.poll("car-o", foreign["id"]).json()["status"] == "EXECUTED"
+    assert api.create("car-o", "climate-off").status_code == 200
+    counters = simulator.state.counters()
+    assert counters["foreignExecutions"] == 1 and counters["createsTotal"] == 2
+
+
+def test_a_foreign_pending_execution_takes_the_default_delay(state: SimulatorState, clock: Clock) -> None:
+    foreign = state.add_execution("car-o", "LOCK_DOORS")
+    assert foreign["status"] == "PENDING"
+    with pytest.raises(SimulatorError) as caught:
+        state.create_command("car-o", "LOCK_DOORS")
+    assert caught.value.code == "COMMAND_ALREADY_IN_PROGRESS"
+    with pytest.raises(SimulatorError):
+        state.add_execution("car-o", "LOCK_DOORS")  # another client would have been refused too
+    clock.now += 1.0
+    assert state.get_execution("car-o", foreign["id"])["status"] == "EXECUTED"
+    assert state.create_command("car-o", "LOCK_DOORS")["status"] == "PENDING"
+
+
+def test_a_foreign_pending_execution_can_fail_time_out_or_leave_the_slot(state: SimulatorState, clock: Clock) -> None:
+    failing = state.add_execution("car-o", "CLIMATE_ON", outcome="FAILED", failed_reason="OEM_VEHICLE_OFFLINE", delay=5)
+    stuck = state.add_execution("car-o", "CLIMATE_OFF", outcome="PENDING")
+    aside = state.add_execution("car-o", "LOCK_DOORS", holds_slot=False, delay=100)
+    assert state.create_command("car-o", "LOCK_DOORS")["status"] == "PENDING"
+    clock.now += 5
+    assert state.get_execution("car-o", failing["id"])["failedReason"] == "OEM_VEHICLE_OFFLINE"
+    assert state.get_execution("car-o", stuck["id"])["status"] == "PENDING"
+    assert state.get_execution("car-o", aside["id"])["status"] == "PENDING"
+    clock.now += 300
+    timed_out = state.get_execution("car-o", stuck["id"])
+    assert (timed_out["status"], timed_out["failedReason"]) == ("FAILED", "OEM_COMMAND_TIMEOUT")
+    # A pending one created long ago has already timed out.
+    old = state.add_execution("car-o", "WAKE_UP", created_at=clock.now - 1000)
+    assert (old["status"], old["failedReason"]) == ("FAILED", "OEM_COMMAND_TIMEOUT")
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [(None, None), ("QUEUED", None), ("EXECUTED", None), ("FAILED", "OEM_COMMAND_FAILED"), ("CANCELLED", None)],
+)
+def test_foreign_executions_keep_any_status(api: Api, simulator: SimulatorServer, status: Any, reason: Any) -> None:
+    response = control(
+        simulator, "POST", "/vehicles/car-o/executions", json={"command": "CLIMATE_OFF", "status": status}
+    )
+    assert response.status_code == 200, response.text
+    foreign = response.json()
+    assert (foreign["status"], foreign["failedReason"]) == (status, reason)
+    assert (foreign["executedAt"] is not None) == (status == "EXECUTED")
+    assert api.poll("car-o", foreign["id"]).json() == foreign
+    assert list_all(api, "car-o") == [foreign]
+    assert api.create("car-o", "climate-off").status_code == 200  # holds no slot
+
+
+def test_a_foreign_execution_can_be_dated(api: Api, simulator: SimulatorServer) -> None:
+    api.created("car-o", "climate-on")
+    response = control(
+        simulator,
+        "POST",
+        "/vehicles/car-o/executions",
+        json={"command": "CLIMATE_OFF", "status": "EXECUTED", "createdAt": "2024-05-01T12:00:00Z"},
+    )
+    foreign = response.json()
+    assert epoch(foreign["executedAt"]) == epoch("2024-05-01T12:00:00Z")
+    assert list_all(api, "car-o")[-1]["id"] == foreign["id"]  # the oldest
+    flt = {"field": "createdAt", "operator": "<", "value": "2024-05-01T12:00:00.000001+00:00"}
+    assert [e["id"] for e in list_all(api, "car-o", flt)] == [foreign["id"]]
+    naive = control(
+        simulator,
+        "POST",
+        "/vehicles/car-o/executions",
+        json={"command": "WAKE_UP", "status": None, "createdAt": "2024-05-01T11:00:00"},
+    )
+    assert naive.status_code == 200
+    flt = {"field": "createdAt", "operator": "==", "value": "2024-05-01T11:00:00Z"}
+    assert [e["id"] for e in list_all(api, "car-o", flt)] == [naive.json()["id"]]
+
+
+def test_adding_a_pending_execution_to_a_busy_slot_is_refused(api: Api, simulator: SimulatorServer) -> None:
+    simulator.state.set_scenario("car-o", delay=30)
+    created = api.created("car-o", "climate-off")
+    response = control(simulator, "POST", "/vehicles/car-o/executions", json={"command": "CLIMATE_OFF"})
+    assert (response.status_code, response.json()["error"]) == (409, "COMMAND_ALREADY_IN_PROGRESS")
+    assert response.json()["data"]["commandExecutionId"] == created["id"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"command": "FLY"},
+        {"command": "CLIMATE_ON", "outcome": "MAYBE"},
+        {"command": "CLIMATE_ON", "status": "QUEUED", "holdsSlot": True},
+        {"command": "CLIMATE_ON", "createdAt": "last week"},
+        {"command": "CLIMATE_ON", "delaySeconds": -1},
+        {"command": "CLIMATE_ON", "colour": "red"},
+    ],
+)
+def test_bad_foreign_executions_are_refused(simulator: SimulatorServer, body: dict[str, Any]) -> None:
+    assert control(simulator, "POST", "/vehicles/car-o/executions", json=body).status_code == 422
