@@ -114,8 +114,13 @@ def _validate_range(name: str, value: float, low: float, high: float) -> None:
         )
 
 
-def _parse_payload(command: str, body: bytes, vehicle_id: str = "") -> dict[str, Any] | Response | None:
-    """Validate a command body: the arguments, a FastAPI-style 422, or None (no payload)."""
+def _parse_payload(
+    command: str, body: bytes, vehicle_id: str = "", *, clamped_limit: bool = False
+) -> dict[str, Any] | Response | None:
+    """Validate a command body: the arguments, a FastAPI-style 422, or None (no payload).
+
+    ``clamped_limit``: the platform clamps charge limits (any integer is accepted).
+    """
     model = _PAYLOADS.get(command)
     if model is None:
         return None
@@ -141,7 +146,7 @@ def _parse_payload(command: str, body: bytes, vehicle_id: str = "") -> dict[str,
     if isinstance(parsed, SetTemperaturePayload):
         for name in ("driverTemperature", "passengerTemperature"):
             _validate_range(name, arguments[name], *(STRICT_TEMPERATURE_RANGE if strict else TEMPERATURE_RANGE))
-    elif isinstance(parsed, SetChargeLimitPayload):
+    elif isinstance(parsed, SetChargeLimitPayload) and not clamped_limit:
         _validate_range("limit", arguments["limit"], *(STRICT_CHARGE_LIMIT_RANGE if strict else CHARGE_LIMIT_RANGE))
     return arguments
 
@@ -173,7 +178,8 @@ def add_api_routes(api: FastAPI, state: SimulatorState) -> None:
         async def endpoint(request: Request, vehicle_id: str) -> Response:
             state.authenticate(request.headers.get("authorization"), commands=True)
             state.get_vehicle(vehicle_id)
-            arguments = _parse_payload(command, await request.body(), vehicle_id)
+            clamped = state.config.clamp_charge_limit is not None
+            arguments = _parse_payload(command, await request.body(), vehicle_id, clamped_limit=clamped)
             if isinstance(arguments, Response):
                 return arguments
             return _json(state.create_command(vehicle_id, command, arguments))

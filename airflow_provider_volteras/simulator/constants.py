@@ -255,9 +255,16 @@ class SimulatorConfig:
     command_timeout: float = 300.0
     default_delay: float = 1.0
     grant_commands_scope: bool = True
+    #: Executions created less than this many seconds ago are left out of listings.
+    listing_lag_seconds: float = 0.0
+    #: ``(min, max)``: a ``SET_CHARGE_LIMIT`` outside it is accepted and stored clamped.
+    clamp_charge_limit: tuple[int, int] | None = None
+    #: Create answers leave ``commandArguments`` out (reads and listings still carry them).
+    omit_create_arguments: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """camelCase view, as served at ``/_simulator/config``."""
+        clamp = self.clamp_charge_limit
         return {
             "clientId": self.client_id,
             "clientSecret": self.client_secret,
@@ -266,6 +273,9 @@ class SimulatorConfig:
             "commandTimeoutSeconds": self.command_timeout,
             "defaultDelaySeconds": self.default_delay,
             "grantCommandsScope": self.grant_commands_scope,
+            "listingLagSeconds": self.listing_lag_seconds,
+            "clampChargeLimit": None if clamp is None else {"min": clamp[0], "max": clamp[1]},
+            "omitCreateArguments": self.omit_create_arguments,
         }
 
     def validated(self) -> SimulatorConfig:
@@ -279,4 +289,14 @@ class SimulatorConfig:
             raise ValueError("command_timeout must be > 0")
         if not self.default_delay >= 0:
             raise ValueError("default_delay must be >= 0")
+        if not (self.listing_lag_seconds >= 0 and self.listing_lag_seconds < float("inf")):
+            raise ValueError("listing_lag_seconds must be a finite number >= 0")
+        clamp = self.clamp_charge_limit
+        if clamp is not None and not (
+            isinstance(clamp, tuple)
+            and len(clamp) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in clamp)
+            and clamp[0] <= clamp[1]
+        ):
+            raise ValueError("clamp_charge_limit must be (min, max) integers with min <= max, or None")
         return self

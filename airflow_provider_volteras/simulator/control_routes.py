@@ -42,6 +42,11 @@ class ScenarioIn(_Strict):
     rateLimit: RateLimitIn | None = None
 
 
+class ClampIn(_Strict):
+    min: int
+    max: int
+
+
 class ConfigIn(_Strict):
     clientId: str | None = None
     clientSecret: str | None = None
@@ -50,6 +55,10 @@ class ConfigIn(_Strict):
     commandTimeoutSeconds: float | None = Field(default=None, gt=0)
     defaultDelaySeconds: float | None = Field(default=None, ge=0)
     grantCommandsScope: bool | None = None
+    listingLagSeconds: float | None = Field(default=None, ge=0)
+    #: ``null`` removes the clamp; left out, it stays as is.
+    clampChargeLimit: ClampIn | None = None
+    omitCreateArguments: bool | None = None
 
 
 class FaultIn(_Strict):
@@ -114,6 +123,10 @@ def add_control_routes(api: FastAPI, state: SimulatorState) -> None:
 
     @api.put("/_simulator/config", tags=_CONTROL_TAGS)
     async def put_config(body: ConfigIn) -> Response:
+        extra: dict[str, Any] = {}
+        if "clampChargeLimit" in body.model_fields_set:
+            clamp = body.clampChargeLimit
+            extra["clamp_charge_limit"] = None if clamp is None else (clamp.min, clamp.max)
         config = state.configure(
             client_id=body.clientId,
             client_secret=body.clientSecret,
@@ -122,6 +135,9 @@ def add_control_routes(api: FastAPI, state: SimulatorState) -> None:
             command_timeout=body.commandTimeoutSeconds,
             default_delay=body.defaultDelaySeconds,
             grant_commands_scope=body.grantCommandsScope,
+            listing_lag_seconds=body.listingLagSeconds,
+            omit_create_arguments=body.omitCreateArguments,
+            **extra,
         )
         return _json(config.to_dict())
 

@@ -90,6 +90,23 @@ __all__ = [
 ]
 
 
+class _Unset:
+    """Marks a keyword left out (where ``None`` means something)."""
+
+
+_UNSET = _Unset()
+
+
+def _clamp_range(value: tuple[int, int] | Mapping[str, int] | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        if set(value) != {"min", "max"}:
+            raise ValueError('clamp_charge_limit must be {"min": ..., "max": ...}')
+        return (value["min"], value["max"])
+    return tuple(value)  # type: ignore[return-value]  # checked by SimulatorConfig.validated
+
+
 def _created_at(execution: _Execution) -> float:
     return execution.created_at
 
@@ -126,6 +143,9 @@ class SimulatorState:
         grant_commands_scope: bool = True,
         seed_demo_vehicles: bool = True,
         request_log_size: int = 50_000,
+        listing_lag_seconds: float = 0.0,
+        clamp_charge_limit: tuple[int, int] | Mapping[str, int] | None = None,
+        omit_create_arguments: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._lock = threading.RLock()
@@ -138,6 +158,9 @@ class SimulatorState:
             command_timeout=float(command_timeout),
             default_delay=float(default_delay),
             grant_commands_scope=grant_commands_scope,
+            listing_lag_seconds=float(listing_lag_seconds),
+            clamp_charge_limit=_clamp_range(clamp_charge_limit),
+            omit_create_arguments=bool(omit_create_arguments),
         ).validated()
         self._config = self._initial_config
         self._seed = seed_demo_vehicles
@@ -220,11 +243,18 @@ class SimulatorState:
         command_timeout: float | None = None,
         default_delay: float | None = None,
         grant_commands_scope: bool | None = None,
+        listing_lag_seconds: float | None = None,
+        clamp_charge_limit: tuple[int, int] | Mapping[str, int] | _Unset | None = _UNSET,
+        omit_create_arguments: bool | None = None,
     ) -> SimulatorConfig:
-        """Change settings at runtime; ``None`` leaves a setting as is.
+        """Change settings at runtime; ``None`` leaves a setting as is (except the clamp).
 
         ``command_timeout`` applies to commands created afterwards; ``token_ttl`` to tokens
         issued afterwards; ``grant_commands_scope=False`` also revokes the scope of live tokens.
+        ``listing_lag_seconds`` hides executions younger than that from listings;
+        ``clamp_charge_limit`` (``(min, max)`` or ``{"min": .., "max": ..}``; ``None`` removes
+        it) clamps ``SET_CHARGE_LIMIT`` limits from then on; ``omit_create_arguments`` leaves
+        ``commandArguments`` out of create answers.
         """
         changes: dict[str, Any] = {
             key: value
@@ -236,9 +266,13 @@ class SimulatorState:
                 ("command_timeout", None if command_timeout is None else float(command_timeout)),
                 ("default_delay", None if default_delay is None else float(default_delay)),
                 ("grant_commands_scope", grant_commands_scope),
+                ("listing_lag_seconds", None if listing_lag_seconds is None else float(listing_lag_seconds)),
+                ("omit_create_arguments", omit_create_arguments),
             )
             if value is not None
         }
+        if not isinstance(clamp_charge_limit, _Unset):
+            changes["clamp_charge_limit"] = _clamp_range(clamp_charge_limit)
         with self._lock:
             self._config = replace(self._config, **changes).validated()
             return self._config
@@ -395,7 +429,10 @@ class SimulatorState:
 
         Raises ``RESOURCE_NOT_FOUND`` for unknown vehicles and ``COMMAND_ALREADY_IN_PROGRESS``
         (409, ``data.commandExecutionId``) while one of the same type is pending.
-        Authentication and payload validation are the caller's job.
+        Authentication and payload validation are the caller's job. With the
+        ``clamp_charge_limit`` setting a ``SET_CHARGE_LIMIT`` limit is stored (and answered)
+        clamped into that range; with ``omit_create_arguments`` the answer has no
+        ``commandArguments``.
         """
         if command not in VEHICLE_COMMANDS:
             raise ValueError(f"unknown command {command!r}")
@@ -409,6 +446,11 @@ class SimulatorState:
                     f"a {command} command is already in progress for vehicle {vehicle_id!r}",
                     data={"commandExecutionId": pending.id},
                 )
+            clamp = self._config.clamp_charge_limit
+            if clamp is not None and command == "SET_CHARGE_LIMIT" and arguments is not None:
+                limit = arguments.get("limit")
+                if isinstance(limit, int | float) and not isinstance(limit, bool):
+                    arguments = {**arguments, "limit": min(max(limit, clamp[0]), clamp[1])}
             outcome, reason, delay = self._fate(vehicle)
             timeout = self._config.command_timeout
             if outcome == "PENDING" or delay >= timeout:
@@ -433,7 +475,10 @@ class SimulatorState:
             per_vehicle = self._creates.setdefault(vehicle_id, {})
             per_vehicle[command] = per_vehicle.get(command, 0) + 1
             self._counts["createsTotal"] += 1
-            return execution.to_api(now)
+            answer = execution.to_api(now)
+            if self._config.omit_create_arguments:
+                del answer["commandArguments"]
+            return answer
 
     def _insert(self, vehicle: _Vehicle, new: list[_Execution]) -> None:
         """Store ``new`` (sorted by ``created_at``), keeping the vehicle's list in creation order."""
@@ -625,7 +670,11 @@ class SimulatorState:
             node, key = parse_filter(filter_json, EXECUTION_FIELDS)
             now = self._clock()
 
+            lag = self._config.listing_lag_seconds
+
             def match(execution: _Execution) -> bool:
+                if lag and now - execution.created_at < lag:
+                    return False
                 return node is None or node.matches(_execution_getter(execution, now))
 
             page, next_token, total = paginate(

@@ -309,3 +309,93 @@ def test_adding_a_pending_execution_to_a_busy_slot_is_refused(api: Api, simulato
 )
 def test_bad_foreign_executions_are_refused(simulator: SimulatorServer, body: dict[str, Any]) -> None:
     assert control(simulator, "POST", "/vehicles/car-o/executions", json=body).status_code == 422
+
+
+# --------------------------------------------------------------------------- listing lag
+
+
+def test_listing_lag_hides_young_executions_from_listings_only(state: SimulatorState, clock: Clock) -> None:
+    state.seed_history("car-l", "CLIMATE_ON", 3, age_seconds=3600)
+    config = state.configure(listing_lag_seconds=5)
+    assert config.listing_lag_seconds == 5.0 and config.to_dict()["listingLagSeconds"] == 5.0
+    created = state.create_command("car-l", "CLIMATE_OFF")
+    foreign = state.add_execution("car-l", "LOCK_DOORS", status="EXECUTED")
+    page = state.list_executions("car-l")
+    assert page["totalResults"] == 3 and created["id"] not in [e["id"] for e in page["results"]]
+    assert state.get_execution("car-l", created["id"])["id"] == created["id"]
+    clock.now += 4.9
+    assert state.list_executions("car-l")["totalResults"] == 3
+    clock.now += 0.1
+    listed = [e["id"] for e in state.list_executions("car-l")["results"]]
+    assert listed[:2] == [foreign["id"], created["id"]] and len(listed) == 5
+    state.configure(listing_lag_seconds=0)
+    assert state.configure().listing_lag_seconds == 0.0
+
+
+def test_listing_lag_over_http(api: Api, simulator: SimulatorServer) -> None:
+    response = control(simulator, "PUT", "/config", json={"listingLagSeconds": 0.3})
+    assert response.status_code == 200 and response.json()["listingLagSeconds"] == 0.3
+    created = api.created("car-l", "climate-on")
+    assert list_all(api, "car-l") == []
+    assert api.poll("car-l", created["id"]).status_code == 200
+    time.sleep(0.35)
+    assert [e["id"] for e in list_all(api, "car-l")] == [created["id"]]
+    assert control(simulator, "PUT", "/config", json={"listingLagSeconds": -1}).status_code == 422
+    simulator.state.reset()
+    assert simulator.state.config.listing_lag_seconds == 0.0
+
+
+# --------------------------------------------------------------------------- clamping, create answers
+
+
+def test_charge_limits_are_clamped_everywhere(api: Api, simulator: SimulatorServer) -> None:
+    response = control(simulator, "PUT", "/config", json={"clampChargeLimit": {"min": 50, "max": 100}})
+    assert response.json()["clampChargeLimit"] == {"min": 50, "max": 100}
+    path = "/v1/vehicles/car-c/command-executions"
+    for asked, stored in ((30, 50), (150, 100), (80, 80), (-5, 50)):
+        created = api.created("car-c", "set-charge-limit", json={"limit": asked})
+        assert created["commandArguments"] == {"limit": stored}, asked
+        assert api.poll("car-c", created["id"]).json()["commandArguments"] == {"limit": stored}
+        listed = api.get(path, params={"maxPageSize": 1}).json()["results"][0]
+        assert (listed["id"], listed["commandArguments"]) == (created["id"], {"limit": stored})
+        simulator.state.finish_execution(created["id"])
+    assert simulator.state.counters()["creates"]["car-c"] == {"SET_CHARGE_LIMIT": 4}
+    # Without a clamp the documented range applies again.
+    cleared = control(simulator, "PUT", "/config", json={"clampChargeLimit": None})
+    assert cleared.json()["clampChargeLimit"] is None
+    refused = api.create("car-c", "set-charge-limit", json={"limit": 150})
+    assert (refused.status_code, refused.json()["error"]) == (422, "REQUEST_VALIDATION_ERROR")
+    # Other settings leave the clamp alone; bad clamps are refused.
+    control(simulator, "PUT", "/config", json={"clampChargeLimit": {"min": 20, "max": 90}}).raise_for_status()
+    assert control(simulator, "PUT", "/config", json={"defaultDelaySeconds": 0.1}).json()["clampChargeLimit"] == {
+        "min": 20,
+        "max": 90,
+    }
+    for bad in ({"min": 90, "max": 20}, {"min": 20}, {"min": 20, "max": 90, "step": 1}):
+        assert control(simulator, "PUT", "/config", json={"clampChargeLimit": bad}).status_code == 422
+    assert simulator.state.config.clamp_charge_limit == (20, 90)
+
+
+def test_clamping_leaves_other_commands_alone(state: SimulatorState) -> None:
+    state.configure(clamp_charge_limit={"min": 50, "max": 90})
+    temperature = {"driverTemperature": 40.0, "passengerTemperature": 10.0}
+    assert state.create_command("car-c", "SET_TEMPERATURE", temperature)["commandArguments"] == temperature
+    assert state.create_command("car-c", "SET_CHARGE_LIMIT", {"limit": 95})["commandArguments"] == {"limit": 90}
+    state.configure(clamp_charge_limit=None)
+    assert state.config.clamp_charge_limit is None
+    with pytest.raises(ValueError):
+        state.configure(clamp_charge_limit=(9, 1))
+    assert SimulatorState(clamp_charge_limit=(50, 100)).config.clamp_charge_limit == (50, 100)
+
+
+def test_create_answers_can_leave_the_arguments_out(api: Api, simulator: SimulatorServer) -> None:
+    response = control(simulator, "PUT", "/config", json={"omitCreateArguments": True})
+    assert response.json()["omitCreateArguments"] is True
+    created = api.created("car-c", "set-charge-limit", json={"limit": 70})
+    assert "commandArguments" not in created and created["status"] == "PENDING"
+    assert api.poll("car-c", created["id"]).json()["commandArguments"] == {"limit": 70}
+    assert list_all(api, "car-c")[0]["commandArguments"] == {"limit": 70}
+    plain = api.created("car-c", "climate-on")
+    assert "commandArguments" not in plain
+    control(simulator, "PUT", "/config", json={"omitCreateArguments": False}).raise_for_status()
+    assert api.created("car-c", "lock-doors")["commandArguments"] is None
