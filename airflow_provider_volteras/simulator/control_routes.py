@@ -204,8 +204,8 @@ def add_control_routes(api: FastAPI, state: SimulatorState) -> None:
         return _json(state.counters())
 
     @api.get("/_simulator/requests", tags=_CONTROL_TAGS)
-    async def get_request_log(limit: int = 1000) -> Response:
-        log = state.request_log()
+    async def get_request_log(limit: int = 1000, vehicleId: str | None = None, kind: str | None = None) -> Response:
+        log = state.request_log(vehicle_id=vehicleId, kind=kind)
         return _json(log[-limit:] if limit > 0 else [])
 
     @api.get("/_simulator/executions", tags=_CONTROL_TAGS)

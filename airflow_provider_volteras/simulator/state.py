@@ -107,6 +107,11 @@ def _clamp_range(value: tuple[int, int] | Mapping[str, int] | None) -> tuple[int
     return tuple(value)  # type: ignore[return-value]  # checked by SimulatorConfig.validated
 
 
+_VEHICLES_PREFIX = "/v1/vehicles/"
+#: Request kinds counted per vehicle.
+_VEHICLE_KINDS = ("list", "create", "poll", "vehicle")
+
+
 def _created_at(execution: _Execution) -> float:
     return execution.created_at
 
@@ -210,6 +215,7 @@ class SimulatorState:
         self._polls_by_execution: dict[str, int] = {}
         self._faults_by_kind: dict[str, int] = {}
         self._errors_by_code: dict[str, int] = {}
+        self._by_vehicle: dict[str, dict[str, int]] = {}
 
     def reset(self, *, keep_config: bool = False, keep_tokens: bool = False) -> None:
         """Forget executions, vehicles, scenarios, faults, counters and the request log.
@@ -902,6 +908,13 @@ class SimulatorState:
                 counts["rateLimitRequests"] += 1
             elif kind == "vehicle":
                 counts["vehicleRequests"] += 1
+            vehicle_id: str | None = None
+            if kind in _VEHICLE_KINDS and path.startswith(_VEHICLES_PREFIX):
+                vehicle_id = path[len(_VEHICLES_PREFIX) :].split("/", 1)[0]
+                per_vehicle = self._by_vehicle.get(vehicle_id)
+                if per_vehicle is None:
+                    per_vehicle = self._by_vehicle[vehicle_id] = dict.fromkeys(_VEHICLE_KINDS, 0)
+                per_vehicle[kind] += 1
             fault: Fault | None = None
             if self._faults:
                 for candidate in self._faults:
@@ -924,6 +937,7 @@ class SimulatorState:
                 "status": None,
                 "requestId": request_id,
                 "fault": fault.kind if fault is not None else None,
+                "vehicleId": vehicle_id,
             }
             self._log.append(entry)
             return entry, fault
@@ -934,7 +948,12 @@ class SimulatorState:
             self._errors_by_code[code] = self._errors_by_code.get(code, 0) + 1
 
     def counters(self) -> dict[str, Any]:
-        """A deep snapshot of every counter."""
+        """A deep snapshot of every counter.
+
+        Per vehicle (API requests on ``/v1/vehicles/{id}...``, counted on arrival, whatever
+        their answer): ``requestsByVehicle`` ``{id: {"list", "create", "poll", "vehicle": n}}``,
+        and the non-zero ``listsByVehicle`` and ``createAttemptsByVehicle`` ``{id: n}``.
+        """
         with self._lock:
             snapshot: dict[str, Any] = dict(self._counts)
             snapshot["tokenRequestsByGrant"] = dict(self._by_grant)
@@ -942,12 +961,28 @@ class SimulatorState:
             snapshot["pollsByExecution"] = dict(self._polls_by_execution)
             snapshot["faultsAppliedByKind"] = dict(self._faults_by_kind)
             snapshot["errorsByCode"] = dict(self._errors_by_code)
+            by_vehicle = self._by_vehicle
+            snapshot["requestsByVehicle"] = {vid: dict(per) for vid, per in by_vehicle.items()}
+            snapshot["listsByVehicle"] = {vid: per["list"] for vid, per in by_vehicle.items() if per["list"]}
+            snapshot["createAttemptsByVehicle"] = {
+                vid: per["create"] for vid, per in by_vehicle.items() if per["create"]
+            }
             return snapshot
 
-    def request_log(self) -> list[dict[str, Any]]:
-        """Copies of the logged API requests, oldest first (bounded ring buffer)."""
+    def request_log(self, *, vehicle_id: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
+        """Copies of the logged API requests, oldest first (bounded ring buffer).
+
+        Entries: ``time``, ``method``, ``path``, ``kind`` (``list``, ``create``, ``poll``,
+        ``vehicle``, ``token``, ``test_token``, ``rate_limit``, ``other``), ``status``,
+        ``requestId``, ``fault`` and ``vehicleId`` (for vehicle requests, else ``None``);
+        optionally only those of one vehicle and/or kind.
+        """
         with self._lock:
-            return [dict(entry) for entry in self._log]
+            return [
+                dict(entry)
+                for entry in self._log
+                if (vehicle_id is None or entry["vehicleId"] == vehicle_id) and (kind is None or entry["kind"] == kind)
+            ]
 
     # ------------------------------------------------------------------ inspection
 

@@ -399,3 +399,39 @@ def test_create_answers_can_leave_the_arguments_out(api: Api, simulator: Simulat
     assert "commandArguments" not in plain
     control(simulator, "PUT", "/config", json={"omitCreateArguments": False}).raise_for_status()
     assert api.created("car-c", "lock-doors")["commandArguments"] is None
+
+
+# --------------------------------------------------------------------------- per-vehicle counting
+
+
+def test_requests_are_counted_per_vehicle(api: Api, simulator: SimulatorServer) -> None:
+    created = api.created("car-1", "climate-on")
+    assert api.create("car-1", "climate-on").status_code == 409
+    api.created("car-10", "climate-on")
+    for _ in range(3):
+        api.get("/v1/vehicles/car-1/command-executions")
+    api.get("/v1/vehicles/car-10/command-executions")
+    api.poll("car-1", created["id"])
+    api.get("/v1/vehicles/car-1")
+    api.get("/v1/vehicles")
+    api.get("/v1/rate-limits", params={"objectId": "car-1", "domain": "VEHICLE"})
+    counters = requests.get(f"{simulator.base_url}/_simulator/counters", timeout=5).json()
+    assert counters["listsByVehicle"] == {"car-1": 3, "car-10": 1}
+    assert counters["createAttemptsByVehicle"] == {"car-1": 2, "car-10": 1}
+    assert counters["requestsByVehicle"] == {
+        "car-1": {"list": 3, "create": 2, "poll": 1, "vehicle": 1},
+        "car-10": {"list": 1, "create": 1, "poll": 0, "vehicle": 0},
+    }
+    assert counters["creates"] == {"car-1": {"CLIMATE_ON": 1}, "car-10": {"CLIMATE_ON": 1}}
+
+    lists = simulator.state.request_log(vehicle_id="car-1", kind="list")
+    assert len(lists) == 3 and {(e["method"], e["status"], e["vehicleId"]) for e in lists} == {("GET", 200, "car-1")}
+    posts = requests.get(
+        f"{simulator.base_url}/_simulator/requests", params={"vehicleId": "car-1", "kind": "create"}, timeout=5
+    ).json()
+    assert [e["status"] for e in posts] == [200, 409]
+    assert all(
+        e["vehicleId"] is None for e in simulator.state.request_log(kind="vehicle") if e["path"] == "/v1/vehicles"
+    )
+    simulator.state.reset()
+    assert simulator.state.counters()["requestsByVehicle"] == {}
