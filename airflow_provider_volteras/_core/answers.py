@@ -15,6 +15,7 @@ from airflow_provider_volteras.exceptions import (
     VolterasApiError,
     VolterasAuthenticationError,
     VolterasCommandInProgressError,
+    VolterasConfigurationError,
     VolterasNotFoundError,
     VolterasPermissionError,
     VolterasRateLimitError,
@@ -53,6 +54,12 @@ def _status_to_error(status: int) -> type[VolterasApiError]:
         return VolterasValidationError
     if status == 409:
         return VolterasCommandInProgressError
+    if status == 405:
+        # The API's own 405 is NOT_PERMITTED (mapped by its code first); a bare one is told apart in
+        # :func:`not_the_api`. Either way a refusal: nothing was applied.
+        return VolterasPermissionError
+    if status == 413:
+        return VolterasValidationError  # the request was too large: refused, not applied
     if status == 429:
         return VolterasRateLimitError
     if status >= 500:
@@ -105,6 +112,8 @@ def error_from_response(resp: RawResponse, request: ApiRequest) -> VolterasApiEr
         if cls is VolterasApiError:
             cls = VolterasUnexpectedResponseError
         message = f"HTTP {resp.status} with a body that is not JSON ({resp.content_type}, {len(resp.body)} bytes)"
+        if resp.status == 413:
+            message = f"the request is too large for the API (HTTP 413); it was refused, not applied ({message})"
         return _make(cls, message, retry_after, request_id=header_request_id, **where)
     if isinstance(body, dict) and isinstance(body.get("error"), str):
         code = body["error"]
@@ -157,10 +166,45 @@ def _unexpected(request: ApiRequest, resp: RawResponse, what: str) -> VolterasUn
     )
 
 
+def _has_error_code(resp: RawResponse) -> bool:
+    try:
+        body = _decode_json(resp)
+    except _NotJson:
+        return False
+    return isinstance(body, dict) and isinstance(body.get("error"), str)
+
+
+def not_the_api(resp: RawResponse, request: ApiRequest) -> VolterasConfigurationError | None:
+    """The error for an answer that shows the base URL does not lead to the API, or ``None``.
+
+    A 3xx (redirects are never followed: they would carry the request, and its credentials, elsewhere)
+    and a 405 without the API's error envelope mean the connection's host is not the API's base URL.
+    The request was not applied: these are never "maybe applied", and retrying cannot help.
+    """
+    if 300 <= resp.status < 400:
+        location = resp.headers.get("location", "")
+        to = f" to {location[:200]!r}" if location else ""
+        return VolterasConfigurationError(
+            f"{request.describe()}: the server answered HTTP {resp.status} (a redirect{to}), which is not "
+            "followed; nothing was applied. Set the connection's host to the API base URL itself "
+            "(https://api.volteras.com, or https://api.sandbox.volteras.com for the sandbox), with https:// "
+            "and without a path."
+        )
+    if resp.status == 405 and not _has_error_code(resp):
+        return VolterasConfigurationError(
+            f"{request.describe()}: the server answered HTTP 405 (method not allowed) without the API's error "
+            "envelope: the connection's host does not lead to the Volteras API; nothing was applied. Set the "
+            "connection's host to the API base URL (https://api.volteras.com, or "
+            "https://api.sandbox.volteras.com for the sandbox)."
+        )
+    return None
+
+
 def parse_json_answer(resp: RawResponse, request: ApiRequest) -> Any:
-    """JSON of a 2xx answer, or the typed error for anything else."""
+    """JSON of a 2xx answer, or the typed error for anything else (``VolterasConfigurationError`` for an
+    answer that shows the base URL is wrong, see :func:`not_the_api`)."""
     if not 200 <= resp.status < 300:
-        raise error_from_response(resp, request)
+        raise not_the_api(resp, request) or error_from_response(resp, request)
     try:
         return _decode_json(resp)
     except _NotJson:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import zlib
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar, cast
@@ -12,7 +13,11 @@ from urllib.parse import quote, urlencode
 from airflow_provider_volteras._core.basics import validate_id, validate_issued_id
 from airflow_provider_volteras._core.settings import ClientSettings
 from airflow_provider_volteras.catalogue import VehicleCommand, build_payload, get_command_spec
-from airflow_provider_volteras.exceptions import VolterasInvalidInputError, VolterasTransportError
+from airflow_provider_volteras.exceptions import (
+    VolterasInvalidInputError,
+    VolterasTransportError,
+    VolterasUnexpectedResponseError,
+)
 
 T = TypeVar("T")
 
@@ -54,7 +59,7 @@ class ApiRequest:
         return None
 
     def headers(self, settings: ClientSettings) -> dict[str, str]:
-        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        headers = {"Accept": "application/json", "Accept-Encoding": ACCEPT_ENCODING, "User-Agent": USER_AGENT}
         if self.form is not None:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
         elif self.json_body is not None:
@@ -251,3 +256,113 @@ async def adrive(gen: Generator[Any, Any, T], step: Callable[[Any], Awaitable[An
             answer, error = await step(request), None
         except Exception as err:  # noqa: BLE001 - handed to the generator, which decides
             answer, error = None, err
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading an answer's body: decoded here (not by the HTTP library), with a bound on its decoded size
+# ---------------------------------------------------------------------------------------------
+
+#: The most bytes any answer may have once decoded. A status read is under a kilobyte and a page of
+#: ``MAX_PAGE_SIZE`` executions some tens of kilobytes: a bigger answer, or a small compressed one that
+#: inflates past this ("gzip bomb"), is refused as it arrives, never held in memory whole.
+MAX_ANSWER_BYTES = 8 * 1024 * 1024
+
+#: The content codings both transports ask for (``Accept-Encoding``) and decode with :class:`AnswerReader`.
+ACCEPT_ENCODING = "gzip, deflate"
+
+#: Raw bytes a transport reads from the connection at a time.
+READ_CHUNK = 64 * 1024
+
+
+class AnswerReader:
+    """Collects one answer's body as its raw (still content-coded) bytes arrive, decoding ``gzip`` or
+    ``deflate`` chunk by chunk with a bounded output, and raises ``VolterasUnexpectedResponseError`` as
+    soon as more than ``limit`` decoded bytes arrived (or the coding is unknown or corrupt).
+
+    Both transports feed it (``requests`` with ``decode_content=False``, ``aiohttp`` with
+    ``auto_decompress=False``), so the bound is the same whatever reads the socket. The error is the
+    one of an unreadable answer: for a create it means "maybe applied", never "not sent".
+    """
+
+    def __init__(
+        self, request: ApiRequest, status: int, headers: Mapping[str, str], limit: int = MAX_ANSWER_BYTES
+    ) -> None:
+        """``headers``: the answer's headers, names in lower case."""
+        self.request, self.status, self.headers, self.limit = request, status, headers, limit
+        self.body = bytearray()
+        coding = headers.get("content-encoding", "").strip().lower()
+        self.coding = coding
+        self._inflater: Any = None
+        self._raw_deflate_tried = False
+        if coding in ("", "identity"):
+            length = headers.get("content-length", "").strip()
+            if length.isdigit() and int(length) > limit:
+                raise self._too_big(f"it announces {int(length)} bytes")
+        elif coding in ("gzip", "x-gzip", "deflate"):
+            self._inflater = self._new_inflater()
+        else:
+            raise self._unreadable(f"its Content-Encoding {coding[:40]!r} is not one this client asked for")
+
+    def _new_inflater(self, *, raw_deflate: bool = False) -> Any:
+        if self.coding == "deflate":
+            return zlib.decompressobj(-zlib.MAX_WBITS if raw_deflate else zlib.MAX_WBITS)
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+    def feed(self, chunk: bytes) -> None:
+        """Take the next raw bytes of the body."""
+        if self._inflater is None:
+            self._take(chunk)
+            return
+        data = chunk
+        while data:
+            inflater = self._inflater
+            try:
+                out = inflater.decompress(data, self.limit + 1 - len(self.body))
+            except zlib.error:
+                out = None
+            if out is None:
+                # Some servers send "deflate" without its zlib header: read it as raw deflate, once.
+                if self.coding == "deflate" and not self.body and not self._raw_deflate_tried:
+                    self._raw_deflate_tried = True
+                    self._inflater = self._new_inflater(raw_deflate=True)
+                    continue
+                raise self._unreadable(f"its {self.coding} body cannot be decoded")
+            self._take(out)
+            if inflater.unconsumed_tail:
+                data = inflater.unconsumed_tail
+            elif inflater.eof and inflater.unused_data and self.coding != "deflate":
+                data = inflater.unused_data  # another gzip member follows
+                self._inflater = self._new_inflater()
+            else:
+                data = b""
+
+    def finish(self) -> bytes:
+        """The whole decoded body, once the transport has read the last raw bytes."""
+        if self._inflater is not None:
+            try:
+                self._take(self._inflater.flush())
+            except zlib.error:
+                raise self._unreadable(f"its {self.coding} body cannot be decoded") from None
+        return bytes(self.body)
+
+    def _take(self, data: bytes) -> None:
+        if len(self.body) + len(data) > self.limit:
+            raise self._too_big("more arrived")
+        self.body += data
+
+    def _too_big(self, why: str) -> VolterasUnexpectedResponseError:
+        return self._unreadable(
+            f"the answer (HTTP {self.status}) is bigger than the {self.limit} bytes an answer may have once "
+            f"decoded ({why}); stopped reading it"
+        )
+
+    def _unreadable(self, what: str) -> VolterasUnexpectedResponseError:
+        if not what.startswith("the answer"):
+            what = f"the answer (HTTP {self.status}) cannot be read: {what}"
+        return VolterasUnexpectedResponseError(
+            what,
+            method=self.request.method,
+            path=self.request.path,
+            status_code=self.status,
+            request_id=self.headers.get("x-request-id"),
+        )

@@ -28,8 +28,16 @@ from airflow_provider_volteras._core.answers import parse_execution
 from airflow_provider_volteras._core.retry import retry_kwargs
 from airflow_provider_volteras._core.settings import ClientSettings, missing_connection_message
 from airflow_provider_volteras._core.tokens import TOKEN_CACHE, RenewToken, Step, call_flow, renew_flow
-from airflow_provider_volteras._core.wire import ApiRequest, RawResponse, adrive, get_execution_request, transport_error
-from airflow_provider_volteras.exceptions import VolterasConfigurationError
+from airflow_provider_volteras._core.wire import (
+    READ_CHUNK,
+    AnswerReader,
+    ApiRequest,
+    RawResponse,
+    adrive,
+    get_execution_request,
+    transport_error,
+)
+from airflow_provider_volteras.exceptions import VolterasConfigurationError, VolterasTransportError
 
 T = TypeVar("T")
 
@@ -135,7 +143,8 @@ class AsyncVolterasClient:
                     # Never a proxy from the environment: the loopback allowance must not send the
                     # Basic secret in clear to a proxy, and the API is reached directly.
                     trust_env=False,
-                    auto_decompress=True,
+                    # Bodies are decoded by the core (``AnswerReader``), whose decoded size is bounded.
+                    auto_decompress=False,
                 )
             )
             _POOL[key] = shared
@@ -152,6 +161,7 @@ class AsyncVolterasClient:
 
     async def _send(self, request: ApiRequest) -> RawResponse:
         settings = self.settings
+        failure: VolterasTransportError
         try:
             async with self._shared.in_flight:
                 async with self._shared.session.request(
@@ -161,13 +171,18 @@ class AsyncVolterasClient:
                     headers=request.headers(settings),
                     allow_redirects=False,
                 ) as resp:
-                    body = await resp.read()
+                    # The session does not decompress: the core decodes with a bound on the decoded size.
+                    headers = {k.lower(): v for k, v in resp.headers.items()}
+                    reader = AnswerReader(request, resp.status, headers)
+                    async for chunk in resp.content.iter_chunked(READ_CHUNK):
+                        reader.feed(chunk)
+                    return RawResponse(resp.status, headers, reader.finish())
         except (TimeoutError, aiohttp.ClientError) as err:
             never_sent = isinstance(err, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
-            raise transport_error(
-                request, err, timed_out=isinstance(err, TimeoutError), never_sent=never_sent
-            ) from None
-        return RawResponse(resp.status, {k.lower(): v for k, v in resp.headers.items()}, body)
+            failure = transport_error(request, err, timed_out=isinstance(err, TimeoutError), never_sent=never_sent)
+        # Raised here, outside the ``except`` block: aiohttp's error, whose repr can show the request's
+        # headers (the Authorization one included), is neither its cause nor its context.
+        raise failure
 
     async def _step(self, step: Step) -> Any:
         if isinstance(step, RenewToken):

@@ -30,6 +30,8 @@ from airflow_provider_volteras._core.tokens import TOKEN_CACHE, RenewToken, call
 from airflow_provider_volteras._core.waiting import WaitPlan, final_read_grace, watch_flow
 from airflow_provider_volteras._core.wire import (
     MAX_PAGE_SIZE,
+    READ_CHUNK,
+    AnswerReader,
     ApiRequest,
     Pager,
     RawResponse,
@@ -147,6 +149,7 @@ class VolterasHook(BaseHook):
         if deadline is not None:
             limit = min(limit, deadline)
         read_timeout = max(0.05, min(settings.timeout, limit - time.time()))
+        failure: VolterasTransportError
         try:
             resp = self.session.request(
                 request.method,
@@ -158,20 +161,26 @@ class VolterasHook(BaseHook):
                 stream=True,
             )
             try:
-                body = bytearray()
-                while chunk := resp.raw.read1(65536, decode_content=True):
-                    body += chunk
+                headers = {k.lower(): v for k, v in resp.headers.items()}
+                # Raw bytes, decoded by the core with a bound on the decoded size (urllib3's own decoding
+                # may return far more than asked for): a compressed bomb never sits in memory whole.
+                reader = AnswerReader(request, resp.status_code, headers)
+                while chunk := resp.raw.read1(READ_CHUNK, decode_content=False):
+                    reader.feed(chunk)
                     if time.time() > limit:
                         raise requests.exceptions.ReadTimeout(
                             f"the answer was not complete after {settings.timeout:g} s (or the wait's deadline)"
                         )
+                return RawResponse(resp.status_code, headers, reader.finish())
             finally:
                 resp.close()
         except requests.exceptions.RequestException as err:
-            raise _transport_error(request, err) from None
+            failure = _transport_error(request, err)
         except urllib3_errors() as err:
-            raise transport_error(request, err, timed_out=isinstance(err, TimeoutError), never_sent=False) from None
-        return RawResponse(resp.status_code, {k.lower(): v for k, v in resp.headers.items()}, bytes(body))
+            failure = transport_error(request, err, timed_out=isinstance(err, TimeoutError), never_sent=False)
+        # Raised here, outside the ``except`` blocks: the library's error (whose repr may show the request's
+        # headers, the Authorization one included) is neither its cause nor its context.
+        raise failure
 
     def _step(self, step: Any) -> Any:
         if isinstance(step, RenewToken):
