@@ -103,6 +103,10 @@ class VolterasValidationError(VolterasApiError):
 class VolterasCommandInProgressError(VolterasApiError):
     """A command of the same type is already pending on the vehicle (``COMMAND_ALREADY_IN_PROGRESS``)."""
 
+    #: Set by the create when an earlier attempt of the same call may have been applied: the pending
+    #: command is then probably this call's own, not another sender's.
+    maybe_ours: bool = False
+
 
 class VolterasRateLimitError(VolterasApiError):
     """The API answered 429; ``retry_after`` holds its ``Retry-After`` in seconds when it sent one."""

@@ -460,8 +460,12 @@ def api_failure(
     execution_id: str | None = None,
     task_kind: TaskKind = "operator",
     sent_by: str | None = None,
+    sent: bool = False,
 ) -> VolterasCommandError:
     """Map an API or input error met while sending or watching a command to a task exception.
+
+    ``sent``: the command was already sent (the error came while watching it), so no hint may say
+    "nothing was sent".
 
     Connection configuration, invalid input, validation, not-found, authentication and permission errors
     are fatal; server errors, rate limits, transport failures and unexpected answers are retryable.
@@ -484,11 +488,16 @@ def api_failure(
     elif isinstance(error, VolterasNotFoundError):
         hint = "Check the vehicle id (and execution id) against your Volteras organization."
     elif isinstance(error, VolterasInvalidInputError):
-        hint = "Fix the task's arguments (nothing was sent)."
+        hint = "Fix the task's arguments." if sent else "Fix the task's arguments (nothing was sent)."
     elif isinstance(error, VolterasValidationError):
         hint = "Fix the task's arguments."
     elif isinstance(error, VolterasConfigurationError):
-        hint = "Fix the Airflow connection (nothing was sent)."
+        hint = (
+            "Fix the Airflow connection where this wait runs (the triggerer or worker); the command was already "
+            "sent, and a retry re-attaches to it."
+            if sent
+            else "Fix the Airflow connection (nothing was sent)."
+        )
     elif isinstance(error, VolterasPermissionError):
         hint = "Ask Volteras to enable this action for your organization."
     if task_kind == "sensor":
@@ -536,6 +545,27 @@ def unexpected_outcome(
         command=command,
         execution_id=execution_id,
         reason=reason,
+    )
+
+
+def arguments_changed(
+    vehicle_id: str, command: str, execution_id: str | None, problem: str, *, status: Any
+) -> VolterasFatalCommandError:
+    """The API reports the command with other arguments than the task asked for (e.g. a clamped limit)."""
+    return VolterasFatalCommandError(
+        _lines(
+            _headline(command, vehicle_id, f"{safe_text(status, 20)} with other arguments than asked", False),
+            f"Execution: {_ident(execution_id) if execution_id else 'unknown'}",
+            f"Answer: {safe_text(problem, 400)}.",
+            "The vehicle was not given what this task asked for, so the task does not succeed. It is not sent "
+            "again on its own (the API would change the same request the same way).",
+            "What to do: ask for arguments the vehicle accepts (see its limits in the Volteras dashboard), then "
+            "send again with a new run.",
+        ),
+        vehicle_id=vehicle_id,
+        command=command,
+        execution_id=execution_id,
+        reason="ARGUMENTS_CHANGED",
     )
 
 

@@ -74,3 +74,13 @@ def sim(simulator_server, monkeypatch) -> Iterator:
     monkeypatch.setenv("AIRFLOW_CONN_VOLTERAS_DEFAULT", connection_json(simulator_server.base_url))
     yield simulator_server
     tokens.TOKEN_CACHE.clear()
+
+
+@pytest.fixture(autouse=True)
+def _defer_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process tests defer at once and fire at once (the first seconds in the worker and the trigger's
+    hold guard a scheduler race of real deployments; tests/e2e and tests/lifecycle check them)."""
+    from airflow_provider_volteras.lifecycle.task import CommandTaskMixin
+
+    monkeypatch.setattr(CommandTaskMixin, "worker_first_seconds", 0.0)
+    monkeypatch.setattr(CommandTaskMixin, "trigger_hold_seconds", 0.0)

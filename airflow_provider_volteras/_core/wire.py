@@ -189,11 +189,38 @@ class Pager:
         return token
 
 
-def command_filter(command: str | VehicleCommand, status: str | None = None) -> list[dict[str, str]]:
-    """The listing filter for one command (and status). Callers still check each result themselves."""
-    terms = [{"field": "command", "operator": "eq", "value": get_command_spec(command, creatable=False).command.value}]
+#: How far back, in seconds, the executions a create may be confused with are listed: the platform ends
+#: any command pending for 5 minutes, and clocks may differ by a few minutes.
+RECENT_WINDOW = 15 * 60.0
+
+
+def _iso(epoch: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def command_filter(
+    command: str | VehicleCommand, status: str | None = None, *, since: float | None = None
+) -> list[dict[str, str]]:
+    """The listing filter (the API's documented ``{field, operator, value}`` terms, ANDed) for one command,
+    and optionally one status and executions created at or after ``since`` (epoch seconds). Callers still
+    check each result themselves."""
+    terms = [{"field": "command", "operator": "==", "value": get_command_spec(command, creatable=False).command.value}]
     if status is not None:
-        terms.append({"field": "status", "operator": "eq", "value": status})
+        terms.append({"field": "status", "operator": "==", "value": status})
+    if since is not None:
+        terms.append({"field": "createdAt", "operator": ">=", "value": _iso(since)})
+    return terms
+
+
+def id_filter(execution_id: str, command: str | VehicleCommand | None = None) -> list[dict[str, str]]:
+    """The listing filter for one execution id (and command): one page, whatever the vehicle's history."""
+    terms = [{"field": "id", "operator": "==", "value": execution_id}]
+    if command is not None:
+        terms.append(
+            {"field": "command", "operator": "==", "value": get_command_spec(command, creatable=False).command.value}
+        )
     return terms
 
 

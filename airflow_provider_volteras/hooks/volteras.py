@@ -6,6 +6,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from functools import cached_property
 from typing import Any, TypeVar, cast
 
@@ -22,15 +23,16 @@ from airflow_provider_volteras._core.answers import (
     parse_page,
     parse_rate_limits,
 )
-from airflow_provider_volteras._core.basics import DEFAULT_POLL_INTERVAL, STATUS_PENDING, is_terminal
+from airflow_provider_volteras._core.basics import DEFAULT_POLL_INTERVAL, STATUS_PENDING
 from airflow_provider_volteras._core.intent import arguments_match, describe_arguments, issued_id
 from airflow_provider_volteras._core.retry import retry_kwargs
 from airflow_provider_volteras._core.settings import ClientSettings, missing_connection_message
 from airflow_provider_volteras._core.tokens import TOKEN_CACHE, RenewToken, call_flow, renew_flow
-from airflow_provider_volteras._core.waiting import WaitPlan, final_read_grace, watch_flow
+from airflow_provider_volteras._core.waiting import final_read_grace
 from airflow_provider_volteras._core.wire import (
     MAX_PAGE_SIZE,
     READ_CHUNK,
+    RECENT_WINDOW,
     AnswerReader,
     ApiRequest,
     Pager,
@@ -40,6 +42,7 @@ from airflow_provider_volteras._core.wire import (
     create_command_request,
     drive,
     get_execution_request,
+    id_filter,
     list_executions_request,
     rate_limits_request,
     transport_error,
@@ -52,11 +55,14 @@ from airflow_provider_volteras.exceptions import (
     VolterasServerError,
     VolterasTransportError,
     VolterasUnexpectedResponseError,
+    VolterasValidationError,
 )
 
 T = TypeVar("T")
 
 _RENEW_LOCKS: dict[str, threading.Lock] = {}
+#: Set once the API refused a ``createdAt`` listing filter (logged once per process).
+_WINDOW_REFUSED = threading.Event()
 _RENEW_LOCKS_GUARD = threading.Lock()
 
 
@@ -135,6 +141,17 @@ class VolterasHook(BaseHook):
             del self.__dict__["session"]
 
     # -- transport ----------------------------------------------------------------------------
+
+    @contextmanager
+    def deadline(self, until: float | None) -> Iterator[None]:
+        """Within this block, in this thread, every call (its retries and ``Retry-After`` pauses included)
+        ends by ``until`` (epoch seconds)."""
+        previous = getattr(self._local, "deadline", None)
+        self._local.deadline = until if previous is None or until is None else min(until, previous)
+        try:
+            yield
+        finally:
+            self._local.deadline = previous
 
     def _deadline(self) -> float | None:
         """The wall-clock time (epoch seconds) the current wait must end by, in this thread; ``None`` outside one."""
@@ -338,11 +355,12 @@ class VolterasHook(BaseHook):
         """The vehicle's live rate limits (``remainingRequests``, ``maxRequests``, ``windowSizeSeconds``, ...)."""
         return self._request(rate_limits_request(vehicle_id), parse_rate_limits)
 
-    def _executions_of(self, vehicle_id: str, command: str, status: str | None = None) -> Iterator[dict[str, Any]]:
-        """Listed executions of ``command`` on the vehicle that read as such; the listing's order is not relied on."""
-        for execution in self.list_command_executions(
-            vehicle_id, filter=command_filter(command, status), max_page_size=MAX_PAGE_SIZE
-        ):
+    def _executions_of(
+        self, vehicle_id: str, command: str, status: str | None = None, since: float | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Listed executions of ``command`` on the vehicle that read as such (created at or after ``since``,
+        epoch seconds, when given); the listing's order is not relied on."""
+        for execution in self._listing(vehicle_id, command, status, since):
             # The filter narrows the listing; the check below is what decides.
             if execution_problem(execution, vehicle_id=vehicle_id, command=command) is None:
                 if status is None or execution.get("status") == status:
@@ -356,10 +374,13 @@ class VolterasHook(BaseHook):
     def find_listed_execution(
         self, vehicle_id: str, execution_id: str, command: str | VehicleCommand | None = None
     ) -> dict[str, Any] | None:
-        """The execution ``execution_id`` as the vehicle's listing shows it (to confirm a 404), or ``None``."""
+        """The execution ``execution_id`` as the vehicle's listing shows it (to confirm a 404), or ``None``.
+
+        The listing is filtered by the id, so this costs one request whatever the vehicle's history.
+        """
         cmd = get_command_spec(command, creatable=False).command.value if command is not None else None
         listing = self.list_command_executions(
-            vehicle_id, filter=command_filter(cmd) if cmd else None, max_page_size=MAX_PAGE_SIZE
+            vehicle_id, filter=id_filter(execution_id, cmd), max_page_size=MAX_PAGE_SIZE
         )
         for execution in listing:
             if execution.get("id") == execution_id:
@@ -367,10 +388,43 @@ class VolterasHook(BaseHook):
                 return execution if problem is None else None
         return None
 
-    def command_execution_ids(self, vehicle_id: str, command: str | VehicleCommand) -> set[str]:
-        """Ids of every listed execution of ``command`` on the vehicle (noted before a create)."""
+    def recent_execution_ids(self, vehicle_id: str, command: str | VehicleCommand) -> set[str]:
+        """Ids of the command's executions on the vehicle created within ``RECENT_WINDOW`` seconds, whatever
+        their status or shape (noted before a create: what a lost create may be confused with).
+
+        Only recent executions are listed: the cost of a create does not grow with the vehicle's history.
+        """
         cmd = get_command_spec(command, creatable=False).command.value
-        return {execution["id"] for execution in self._executions_of(vehicle_id, cmd)}
+        listing = self._listing(vehicle_id, cmd, None, time.time() - RECENT_WINDOW)
+        return {eid for execution in listing if isinstance(execution, dict) and (eid := issued_id(execution.get("id")))}
+
+    def _listing(
+        self, vehicle_id: str, command: str, status: str | None, since: float | None
+    ) -> Iterator[dict[str, Any]]:
+        """The command's listed executions, narrowed to those created since ``since`` when the API takes a
+        ``createdAt`` filter; an API that refuses that filter gets the unwindowed listing (said once)."""
+        try:
+            yield from self.list_command_executions(
+                vehicle_id, filter=command_filter(command, status, since=since), max_page_size=MAX_PAGE_SIZE
+            )
+            return
+        except VolterasValidationError:
+            if since is None:
+                raise
+        if not _WINDOW_REFUSED.is_set():
+            _WINDOW_REFUSED.set()
+            self.log.warning(
+                "The API refused a createdAt filter on the command-executions listing; listing every execution of "
+                "%s instead (the cost of a create then grows with the vehicle's history).",
+                command,
+            )
+        yield from self.list_command_executions(
+            vehicle_id, filter=command_filter(command, status), max_page_size=MAX_PAGE_SIZE
+        )
+
+    def command_execution_ids(self, vehicle_id: str, command: str | VehicleCommand) -> set[str]:
+        """Ids of the command's recent executions on the vehicle (see :meth:`recent_execution_ids`)."""
+        return self.recent_execution_ids(vehicle_id, command)
 
     def find_new_execution(
         self,
@@ -378,10 +432,14 @@ class VolterasHook(BaseHook):
         command: str | VehicleCommand,
         arguments: Mapping[str, Any] | None,
         seen: Callable[[str], bool],
+        since: float | None = None,
     ) -> dict[str, Any] | None:
-        """A listed execution of ``command`` with these ``arguments`` whose id was not ``seen`` before a create."""
+        """A listed execution of ``command`` with these ``arguments`` whose id was not ``seen`` before a create
+        (that create started at ``since``, epoch seconds; only executions from ``RECENT_WINDOW`` before it are
+        listed)."""
         cmd = get_command_spec(command, creatable=False).command.value
-        for execution in self._executions_of(vehicle_id, cmd):
+        start = (time.time() if since is None else since) - RECENT_WINDOW
+        for execution in self._executions_of(vehicle_id, cmd, since=start):
             if not seen(execution["id"]) and arguments_match(arguments, execution.get("commandArguments")):
                 return execution
         return None
@@ -413,7 +471,8 @@ class VolterasHook(BaseHook):
         request = create_command_request(vehicle_id, command, arguments)
         cmd = get_command_spec(command).command
         payload = request.json_body
-        known = set(before) if before is not None else self.command_execution_ids(vehicle_id, cmd)
+        known = set(before) if before is not None else self.recent_execution_ids(vehicle_id, cmd)
+        started = time.time()
         maybe_sent = False
 
         def issued(execution_id: str) -> None:
@@ -421,7 +480,7 @@ class VolterasHook(BaseHook):
                 on_issued(execution_id)
 
         def adopt() -> dict[str, Any] | None:
-            execution = self.find_new_execution(vehicle_id, cmd, payload, known.__contains__)
+            execution = self.find_new_execution(vehicle_id, cmd, payload, known.__contains__, since=started)
             if execution is None:
                 return None
             issued(execution["id"])
@@ -441,9 +500,12 @@ class VolterasHook(BaseHook):
                     return adopted
                 try:
                     body = parse_json_answer(self._call(request), request)
-                except VolterasCommandInProgressError:
+                except VolterasCommandInProgressError as err:
                     if maybe_sent and (adopted := adopt()) is not None:
                         return adopted
+                    # After an attempt that may have been applied, the pending command is probably ours
+                    # (the listing may lag its writes): the caller must not take it for someone else's.
+                    err.maybe_ours = maybe_sent
                     raise
                 except VolterasTransportError as err:
                     maybe_sent = maybe_sent or err.maybe_sent
@@ -521,28 +583,24 @@ class VolterasHook(BaseHook):
         ``deadline`` is an absolute UTC epoch time. Polls start about a second apart and slow down
         up to ``poll_interval`` seconds; polls that get no answer are logged and retried.
         """
-        plan = WaitPlan(deadline=deadline, poll_interval=poll_interval)
+        import asyncio
 
-        def read(until: float) -> dict[str, Any] | Exception:
-            self._local.deadline = until
-            try:
-                return self.get_command_execution(vehicle_id, command_execution_id, command=command)
-            except VolterasError as err:
-                return err
-            finally:
-                self._local.deadline = None
+        from airflow_provider_volteras.lifecycle.watch import thread_reader, watch_one
 
-        def poll(pause: float) -> dict[str, Any] | Exception:
-            time.sleep(pause)
-            return read(deadline)
-
-        final = drive(watch_flow(plan, self.log, f"{vehicle_id}/{command_execution_id}"), poll)
-        if final is not None:
-            return final
-        # The deadline passed (perhaps before any poll could run): one last, short read before
-        # reporting a timeout, so an EXECUTED command is never reported as unknown.
-        last = read(time.time() + final_read_grace(self.settings))
-        return last if isinstance(last, dict) and is_terminal(last) else None
+        final, _ = asyncio.run(
+            watch_one(
+                thread_reader(self, command.value if isinstance(command, VehicleCommand) else command, 1),
+                vehicle_id,
+                command_execution_id,
+                deadline=deadline,
+                poll_interval=poll_interval,
+                log=self.log,
+                what=f"{vehicle_id}/{command_execution_id}",
+                poll_now=False,
+                final_grace=final_read_grace(self.settings),
+            )
+        )
+        return final
 
 
 def urllib3_errors() -> tuple[type[Exception], ...]:

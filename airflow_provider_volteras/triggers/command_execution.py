@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -14,7 +12,6 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_provider_volteras._core.basics import (
     DEFAULT_POLL_INTERVAL,
     STATUS_EXECUTED,
-    is_terminal,
     validate_id,
     validate_issued_id,
 )
@@ -25,8 +22,8 @@ from airflow_provider_volteras._core.events import (
     WaitStatus,
     error_payload,
 )
-from airflow_provider_volteras._core.waiting import MIN_POLL_INTERVAL, WaitPlan, final_read_grace, watch_flow
-from airflow_provider_volteras.exceptions import VolterasError, VolterasInvalidInputError, VolterasTransportError
+from airflow_provider_volteras._core.waiting import MIN_POLL_INTERVAL
+from airflow_provider_volteras.exceptions import VolterasError, VolterasInvalidInputError
 
 
 def deadline_to_iso(deadline: datetime | str | float) -> str:
@@ -131,53 +128,32 @@ class CommandExecutionTrigger(BaseTrigger):
         return TriggerEvent(dict(payload))
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow_provider_volteras._core.wire import adrive
+        from airflow_provider_volteras._core.waiting import final_read_grace
         from airflow_provider_volteras.failures import api_failure
         from airflow_provider_volteras.hooks._async import AsyncVolterasClient
+        from airflow_provider_volteras.lifecycle.watch import async_reader, watch_one
 
-        plan = WaitPlan(
-            deadline=datetime.fromisoformat(self.deadline).timestamp(), poll_interval=self.poll_interval, jitter=0.1
-        )
-        plan.poll_now()
         what = f"{self.command or 'command'} execution {self.command_execution_id} on vehicle {self.vehicle_id}"
-        last: dict[str, Any] | None = None
         try:
             async with AsyncVolterasClient.open(self.volteras_conn_id, self.log) as client:
-
-                async def read(until: float) -> dict[str, Any] | VolterasError:
-                    """One status read, cut at ``until`` (epoch seconds) whatever the server does."""
-                    nonlocal last
-                    try:
-                        async with asyncio.timeout(max(0.0, until - time.time())):
-                            last = await client.get_command_execution(
-                                self.vehicle_id, self.command_execution_id, command=self.command
-                            )
-                    except VolterasError as err:
-                        return err
-                    except TimeoutError:
-                        return VolterasTransportError(
-                            f"reading execution {self.command_execution_id} did not end by the wait's deadline",
-                            maybe_sent=True,
-                        )
-                    return last
-
-                async def poll(pause: float) -> dict[str, Any] | VolterasError:
-                    await asyncio.sleep(pause)
-                    return await read(plan.deadline)
-
-                final = await adrive(watch_flow(plan, self.log, what), poll)
-                if final is None:
-                    # The deadline passed (perhaps before this trigger even started): one last, short
-                    # read, so a command that EXECUTED is never reported as a timeout.
-                    outcome = await read(time.time() + final_read_grace(client.settings))
-                    if isinstance(outcome, dict) and is_terminal(outcome):
-                        final = outcome
+                final, last = await watch_one(
+                    async_reader(client, self.command),
+                    self.vehicle_id,
+                    self.command_execution_id,
+                    deadline=datetime.fromisoformat(self.deadline).timestamp(),
+                    poll_interval=self.poll_interval,
+                    log=self.log,
+                    what=what,
+                    jitter=0.1,
+                    final_grace=final_read_grace(client.settings),
+                )
         except VolterasError as err:
             failure = api_failure(
                 err,
                 vehicle_id=self.vehicle_id,
                 command=self.command or "command",
                 execution_id=self.command_execution_id,
+                sent=True,
             )
             yield self._event("error", error=error_payload(failure))
             return

@@ -73,10 +73,10 @@ with _dag("vt_policy") as vt_policy:
 class CrashAfterCreate(ClimateOffOperator):
     """Dies like a killed worker after the command was sent, on the first try only."""
 
-    def wait_for(self, context: Any, execution: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    def on_prepared(self, context: Any, pending: dict[str, str]) -> None:
+        super().on_prepared(context, pending)
         if context["ti"].try_number == 1:
             raise RuntimeError("simulated worker crash after create")
-        return super().wait_for(context, execution, *args, **kwargs)
 
 
 with _dag("vt_crash") as vt_crash:

@@ -281,31 +281,33 @@ def test_the_trigger_never_reports_an_execution_of_another_command(sim: Any) -> 
 
 @pytest.mark.parametrize(
     "change",
-    [{"command": "CLIMATE_ON"}, {"id": "someone-elses"}, {"vehicleId": "car-other"}],
+    [{"command": "CLIMATE_ON"}, {"execution_id": "someone-elses"}, {"vehicle_id": "car-other"}],
     ids=["command", "id", "vehicle"],
 )
 def test_execute_complete_refuses_an_event_about_something_else(change: dict) -> None:
-    execution = {"id": "e-1", "vehicleId": "car-ev", "command": "CLIMATE_OFF", "status": "EXECUTED"}
-    event = {
-        "status": "executed",
+    wait = {
         "vehicle_id": "car-ev",
-        "command_execution_id": "e-1",
+        "execution_id": "e-1",
+        "status": "EXECUTED",
         "command": "CLIMATE_OFF",
-        "execution": {**execution, **change},
+        "has_arguments": False,
+        "status_read": True,
     }
     op = ClimateOffOperator(task_id="t", vehicle_id="car-ev")
-    assert op.execute_complete({}, {**event, "execution": execution}) == execution
+    kwargs: dict[str, Any] = {"settled": {}, "pending": {"car-ev": "e-1"}, "reattached": []}
+    good = {"status": "done", "command": "CLIMATE_OFF", "outcomes": [wait]}
+    assert op.execute_complete({}, good, **kwargs)["id"] == "e-1"
     with pytest.raises(VolterasRetryableCommandError) as info:
-        op.execute_complete({}, event)
+        op.execute_complete({}, {**good, "outcomes": [{**wait, **change}]}, **kwargs)
     assert info.value.reason == "UNEXPECTED_ANSWER"
 
 
 def test_execute_complete_refuses_an_event_for_another_task() -> None:
-    execution = {"id": "e-1", "vehicleId": "car-ev", "command": "CLIMATE_OFF", "status": "EXECUTED"}
-    event = {"status": "executed", "vehicle_id": "car-ev", "command_execution_id": "e-1", "command": "CLIMATE_OFF"}
+    wait = {"vehicle_id": "car-ev", "execution_id": "e-1", "status": "EXECUTED", "command": "CLIMATE_OFF"}
+    event = {"status": "done", "command": "CLIMATE_OFF", "outcomes": [wait]}
     op = ClimateOffOperator(task_id="t", vehicle_id="car-other")
-    with pytest.raises(VolterasRetryableCommandError, match="not about what this task waits for"):
-        op.execute_complete({}, {**event, "execution": execution})
+    with pytest.raises(VolterasRetryableCommandError, match="has no outcome for execution"):
+        op.execute_complete({}, event, settled={}, pending={"car-other": "e-2"}, reattached=[])
 
 
 def test_a_wait_on_answers_about_another_command_never_succeeds(sim: Any) -> None:

@@ -6,6 +6,7 @@ import pytest
 
 from airflow_provider_volteras.hooks.volteras import VolterasHook
 from airflow_provider_volteras.triggers.command_execution import CommandExecutionTrigger
+from airflow_provider_volteras.triggers.fleet import FleetCommandTrigger
 from tests.dag_runner import install_dags, run
 
 pytestmark = pytest.mark.slow
@@ -18,16 +19,20 @@ def dags(airflow_db):
 
 @pytest.fixture
 def triggers(monkeypatch):
-    """Records every CommandExecutionTrigger that really ran, with its serialized kwargs."""
+    """Records every trigger that really ran (fleet and single-execution), with its serialized kwargs."""
     seen: list[dict] = []
-    original = CommandExecutionTrigger.run
+    for cls in (FleetCommandTrigger, CommandExecutionTrigger):
+        original = cls.run
 
-    async def recording_run(self):
-        seen.append(self.serialize()[1])
-        async for event in original(self):
-            yield event
+        def recording(original=original):
+            async def recording_run(self):
+                seen.append(self.serialize()[1])
+                async for event in original(self):
+                    yield event
 
-    monkeypatch.setattr(CommandExecutionTrigger, "run", recording_run)
+            return recording_run
+
+        monkeypatch.setattr(cls, "run", recording())
     return seen
 
 
@@ -50,17 +55,11 @@ def test_executed_command_succeeds_at_first_try(sim, dags, triggers, dag_id):
     assert len(triggers) == (1 if dag_id == "vt_deferrable" else 0)
     if triggers:
         kwargs = triggers[0]
-        assert kwargs["vehicle_id"] == "sim-ok-1" and kwargs["command_execution_id"] == execution["id"]
+        # The single operator is a fleet of one: it waits in the fleet trigger, on its one execution.
+        assert kwargs["executions"] == {"sim-ok-1": execution["id"]} and kwargs["command"] == "CLIMATE_OFF"
         flat = repr(kwargs)
         assert "volteras-sim-secret" not in flat and "Bearer" not in flat
-        assert set(kwargs) == {
-            "vehicle_id",
-            "command_execution_id",
-            "deadline",
-            "volteras_conn_id",
-            "poll_interval",
-            "command",
-        }
+        assert set(kwargs) == {"command", "executions", "deadline", "volteras_conn_id", "poll_interval", "hold_until"}
 
 
 @pytest.mark.parametrize("dag_id", MODES)
@@ -163,7 +162,7 @@ def test_already_in_progress_adopts_the_pending_execution(sim, dags, triggers):
     assert result.state == "success"
     assert result.task().try_number == 1
     assert creates(sim, vid) == 1  # the task adopted, it did not send another
-    assert triggers[0]["command_execution_id"] == pending["id"]
+    assert triggers[0]["executions"] == {vid: pending["id"]}
 
 
 def test_already_in_progress_fail(sim, dags):

@@ -62,13 +62,20 @@ DAGS = textwrap.dedent(
             self._lock = threading.Lock()
             return super().execute(context)
 
-        def _create_one(self, store, vid, spec, arguments):
-            result = super()._create_one(store, vid, spec, arguments)
-            with self._lock:
-                self._answered += 1
-                if self._first_try and self._answered >= 3:
-                    raise RuntimeError("simulated worker crash after some creates")
-            return result
+        def lifecycle(self, records, spec, arguments):
+            lifecycle = super().lifecycle(records, spec, arguments)
+            prepare_one = lifecycle.prepare_one
+
+            def crashing(vid):
+                step = prepare_one(vid)
+                with self._lock:
+                    self._answered += 1
+                    if self._first_try and self._answered >= 3:
+                        raise RuntimeError("simulated worker crash after some creates")
+                return step
+
+            lifecycle.prepare_one = crashing
+            return lifecycle
 
 
     with _dag("vf_crash") as vf_crash:

@@ -55,7 +55,12 @@ class Recorder:
 
 
 async def call(
-    body: bytes, *, path: str = "/api/v2/connections/test", method: str = "POST", chunk: int | None = None
+    body: bytes,
+    *,
+    path: str = "/api/v2/connections/test",
+    method: str = "POST",
+    chunk: int | None = None,
+    root_path: str = "",
 ) -> Recorder:
     app = Recorder()
     parts = [body[i : i + chunk] for i in range(0, len(body), chunk)] if chunk else [body]
@@ -74,6 +79,7 @@ async def call(
         "type": "http",
         "method": method,
         "path": path,
+        "root_path": root_path,
         "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
     }
     await ConnectionTestPortMiddleware(app)(scope, receive, send)
@@ -100,7 +106,8 @@ async def test_a_body_sent_in_pieces_is_read_whole() -> None:
 
 
 async def test_under_a_base_path_too() -> None:
-    app = await call(json.dumps(UI_BODY).encode(), path="/airflow/api/v2/connections/test")
+    # Airflow's API server sets the scope's root_path from [api] base_url before root middlewares run.
+    app = await call(json.dumps(UI_BODY).encode(), path="/airflow/api/v2/connections/test", root_path="/airflow")
     assert "port" not in json.loads(app.body)
 
 

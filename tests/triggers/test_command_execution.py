@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import time
 from datetime import UTC, datetime
 
@@ -144,20 +145,33 @@ async def test_polling_starts_fast_and_slows_down(sim):
 
 
 async def test_waiting_in_the_worker_and_in_the_triggerer_fail_alike(sim, monkeypatch):
-    """The same lasting 404 gives the same task failure (class, reason, delay kind) in both wait modes."""
+    """The same lasting 404 gives the same task failure (class, reason, delay kind) in both wait modes:
+    both run the one watch routine and are judged by the one outcome builder."""
     from airflow_provider_volteras._core import waiting
-    from airflow_provider_volteras.exceptions import VolterasCommandError
-    from airflow_provider_volteras.operators.commands import ClimateOffOperator
+    from airflow_provider_volteras.hooks.volteras import VolterasHook
+    from airflow_provider_volteras.lifecycle.outcomes import Judge, failure_of
+    from airflow_provider_volteras.lifecycle.watch import wait_in_worker
+    from airflow_provider_volteras.triggers.fleet import FleetCommandTrigger
 
     monkeypatch.setattr(waiting, "NOT_FOUND_GRACE", 1.0)
-    op = ClimateOffOperator(task_id="t", vehicle_id="sim-missing-7", deferrable=False, timeout=20, poll_interval=1)
-    pending = {"id": "exec-7", "vehicleId": "sim-missing-7", "command": "CLIMATE_OFF", "status": "PENDING"}
-    with pytest.raises(VolterasCommandError) as in_worker:
-        await asyncio.to_thread(op.wait_for, {}, pending, "sim-missing-7", "CLIMATE_OFF", checked=True)
-    payload = await first_event(make("sim-missing-7", "exec-7", seconds=20))
-    with pytest.raises(VolterasCommandError) as in_triggerer:
-        op.execute_complete({}, payload)
-    worker, triggerer = in_worker.value, in_triggerer.value
+    judge = Judge(command="CLIMATE_OFF", arguments=None)
+    executions = {"sim-missing-7": "exec-7"}
+    in_worker = await asyncio.to_thread(
+        wait_in_worker,
+        VolterasHook(),
+        executions,
+        command="CLIMATE_OFF",
+        deadline=time.time() + 20,
+        poll_interval=1,
+        log=logging.getLogger("test"),
+    )
+    trigger = FleetCommandTrigger(
+        command="CLIMATE_OFF", executions=executions, deadline=time.time() + 20, poll_interval=1
+    )
+    [event] = [e.payload async for e in trigger.run()]
+    [in_triggerer] = event["outcomes"]
+    worker = failure_of(judge.of_wait(in_worker["sim-missing-7"], 20), "CLIMATE_OFF")
+    triggerer = failure_of(judge.of_wait(in_triggerer, 20), "CLIMATE_OFF")
     assert type(worker) is type(triggerer)
     assert (worker.reason, worker.delay_kind, worker.retryable) == (
         triggerer.reason,

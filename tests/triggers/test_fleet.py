@@ -34,7 +34,7 @@ def test_serialize_round_trip_holds_ids_and_settings_only(sim):
     trigger = make({"car-1": "exec-1", "car-2": "exec-2"})
     path, kwargs = trigger.serialize()
     assert path == "airflow_provider_volteras.triggers.fleet.FleetCommandTrigger"
-    assert set(kwargs) == {"command", "executions", "deadline", "volteras_conn_id", "poll_interval"}
+    assert set(kwargs) == {"command", "executions", "deadline", "volteras_conn_id", "poll_interval", "hold_until"}
     assert kwargs["executions"] == {"car-1": "exec-1", "car-2": "exec-2"}
     assert FleetCommandTrigger(**kwargs).serialize() == (path, kwargs)
     assert datetime.fromisoformat(kwargs["deadline"]).tzinfo == UTC

@@ -1,0 +1,452 @@
+"""The command task: one flow for ``VolterasCommandOperator`` (a fleet of one) and the fleet operators.
+
+prepare (:class:`~.vehicle.Lifecycle`) -> watch (:mod:`~.watch`: the first seconds in the worker,
+then in one trigger or on in the worker) -> conclude (outcomes recorded, asset events at most once
+per execution, one task failure built in :meth:`CommandTaskMixin.task_failure`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+from airflow_provider_volteras._core.events import error_payload
+from airflow_provider_volteras._waiting import VolterasTaskMixin
+from airflow_provider_volteras.exceptions import VolterasCommandError, VolterasFatalCommandError
+from airflow_provider_volteras.failures import DelayKind, unexpected_outcome
+from airflow_provider_volteras.lifecycle.outcomes import Judge, Outcome, failed, failure_of, outcome_table, slim
+from airflow_provider_volteras.lifecycle.records import Records
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_provider_volteras.catalogue import CommandSpec
+    from airflow_provider_volteras.lifecycle.vehicle import Lifecycle, Step
+    from airflow_provider_volteras.lifecycle.watch import VehicleWait
+
+#: Before deferring, a task watches its commands in the worker for this many seconds: most commands
+#: end within seconds, and a trigger that fires right after a deferral meets a scheduler race.
+WORKER_FIRST_SECONDS = 5.0
+#: A trigger fires no event sooner than this many seconds after the deferral, for the same race.
+TRIGGER_HOLD_SECONDS = 2.0
+
+#: Default retry-policy delays, longest first: the kind a failure reports when its vehicles differ.
+_DELAY_ORDER = (
+    DelayKind.VEHICLE_OFFLINE.value,
+    DelayKind.RATE_LIMITED.value,
+    DelayKind.VEHICLE_BUSY.value,
+    DelayKind.TRANSIENT.value,
+)
+
+
+class CommandTaskMixin(VolterasTaskMixin):
+    """Needs, on the operator: ``volteras_conn_id``, ``deferrable``, ``wait_poll_interval``,
+    ``wait_timeout``, ``if_in_progress``, ``retryable_reasons``, ``fatal_reasons``, ``log``, ``task_id``."""
+
+    #: Task state store key and layout of this kind of task.
+    state_key: ClassVar[str]
+    single: ClassVar[bool]
+    #: Creates (and in-worker status reads) in flight at once.
+    concurrency: int = 1
+    worker_first_seconds: float = WORKER_FIRST_SECONDS
+    trigger_hold_seconds: float = TRIGGER_HOLD_SECONDS
+
+    deferrable: bool
+    wait_poll_interval: float
+    wait_timeout: float
+    if_in_progress: str
+    retryable_reasons: Iterable[str]
+    fatal_reasons: Iterable[str]
+    log: Any
+
+    # -- the parts ----------------------------------------------------------------------------------
+
+    def judge(self, command: str, arguments: dict[str, Any] | None) -> Judge:
+        return Judge(
+            command=command,
+            arguments=arguments,
+            retryable_reasons=self.retryable_reasons,
+            fatal_reasons=self.fatal_reasons,
+        )
+
+    def records(self, context: Context, command: str, arguments: dict[str, Any] | None, label: str) -> Records:
+        return Records(
+            context.get("task_state_store"),
+            self.log,
+            key=self.state_key,
+            command=command,
+            arguments=arguments,
+            single=self.single,
+            label=label,
+        )
+
+    def lifecycle(self, records: Records, spec: CommandSpec, arguments: dict[str, Any] | None) -> Lifecycle:
+        from airflow_provider_volteras.lifecycle.vehicle import Lifecycle
+
+        return Lifecycle(
+            self.hook,
+            records,
+            self.judge(spec.command.value, arguments),
+            spec,
+            self.log,
+            if_in_progress=cast(Any, self.if_in_progress),
+            task_id=getattr(self, "task_id", None),
+            concurrency=self.concurrency,
+        )
+
+    # -- the flow -----------------------------------------------------------------------------------
+
+    def on_prepared(self, context: Context, pending: dict[str, str]) -> None:
+        """Called with ``{vehicle_id: execution_id}`` still to wait for, before any wait (a hook for subclasses)."""
+
+    def run_commands(
+        self,
+        context: Context,
+        vehicles: list[str],
+        spec: CommandSpec,
+        arguments: dict[str, Any] | None,
+        *,
+        wait: bool = True,
+    ) -> list[Outcome] | list[Step]:
+        """Prepare every vehicle, wait, and conclude (or defer). Without ``wait``, the prepared steps."""
+        command = spec.command.value
+        label = vehicles[0] if self.single else f"{len(vehicles)} vehicles"
+        records = self.records(context, command, arguments, label)
+        records.load()
+        lifecycle = self.lifecycle(records, spec, arguments)
+        steps = lifecycle.prepare(vehicles)
+        if not wait:
+            return steps
+        settled: dict[str, Outcome] = {}
+        pending: dict[str, str] = {}
+        reattached: list[str] = []
+        for step in steps:
+            if step.outcome is not None:
+                settled[step.vehicle_id] = {**step.outcome, "origin": step.origin}
+            elif step.execution_id is not None:
+                pending[step.vehicle_id] = step.execution_id
+                if step.origin == "earlier try":
+                    reattached.append(step.vehicle_id)
+        if any(step.origin == "earlier try" for step in steps):
+            kinds = [
+                "still pending (re-attached)"
+                if step.outcome is None
+                else "EXECUTED"
+                if step.outcome["classification"] == "executed"
+                else "not sent again"
+                for step in steps
+                if step.origin == "earlier try"
+            ]
+            self.log.info(
+                "An earlier try of this task handled %d of %d vehicle(s): %s.",
+                len(kinds),
+                len(steps),
+                ", ".join(f"{kinds.count(k)} {k}" for k in dict.fromkeys(kinds)),
+            )
+        self.on_prepared(context, pending)
+        return self.watch_and_conclude(context, records, lifecycle.judge, vehicles, settled, pending, reattached)
+
+    def watch_and_conclude(
+        self,
+        context: Context,
+        records: Records,
+        judge: Judge,
+        vehicles: list[str],
+        settled: dict[str, Outcome],
+        pending: dict[str, str],
+        reattached: list[str],
+    ) -> list[Outcome]:
+        from airflow_provider_volteras.lifecycle.watch import wait_in_worker
+
+        command = judge.command
+        started = time.time()
+        deadline = started + self.wait_timeout
+        waits: dict[str, VehicleWait] = {}
+        if pending and self.deferrable:
+            first = min(deadline, started + self.worker_first_seconds)
+            if self.worker_first_seconds > 0:
+                for vid, result in self._wait_here(pending, command, first).items():
+                    if result["status"] != "PENDING" or first >= deadline:
+                        waits[vid] = result
+            still = {vid: eid for vid, eid in pending.items() if vid not in waits}
+            if still:
+                self._defer(records, command, settled, still, reattached, deadline)
+        elif pending:
+            self.log.info("%d %s execution(s) are not finished; waiting in the worker.", len(pending), command)
+            waits = wait_in_worker(
+                self.hook,
+                pending,
+                command=command,
+                deadline=deadline,
+                poll_interval=self.wait_poll_interval,
+                log=self.log,
+                concurrency=self.concurrency,
+            )
+        return self.conclude(context, records, judge, vehicles, settled, waits, reattached, time.time() - started)
+
+    def _wait_here(self, pending: Mapping[str, str], command: str, until: float) -> dict[str, VehicleWait]:
+        from airflow_provider_volteras.lifecycle.watch import wait_in_worker
+
+        return wait_in_worker(
+            self.hook,
+            pending,
+            command=command,
+            deadline=until,
+            poll_interval=self.wait_poll_interval,
+            log=self.log,
+            concurrency=self.concurrency,
+        )
+
+    def _defer(
+        self,
+        records: Records,
+        command: str,
+        settled: dict[str, Outcome],
+        pending: dict[str, str],
+        reattached: list[str],
+        deadline: float,
+    ) -> None:
+        from airflow_provider_volteras.triggers.fleet import FleetCommandTrigger
+
+        # What is settled already is written down: the resumed task reads it back from the store.
+        marks: dict[str, dict[str, Any] | None] = {
+            vid: records.merge(vid, final=slim(o)) for vid, o in settled.items() if vid not in pending
+        }
+        marks |= {
+            vid: records.merge(vid, id=pending[vid], final=None, reattached=True if vid in reattached else None)
+            for vid in pending
+        }
+        records.try_update(marks, "the outcomes known before deferring")
+        self.log.info(
+            "%d %s execution(s) are not finished; deferring to the triggerer until %s.",
+            len(pending),
+            command,
+            datetime.fromtimestamp(deadline, tz=UTC).isoformat(),
+        )
+        cast(Any, self).defer(
+            trigger=FleetCommandTrigger(
+                command=command,
+                executions=pending,
+                deadline=deadline,
+                volteras_conn_id=self.volteras_conn_id,
+                poll_interval=self.wait_poll_interval,
+                hold_until=time.time() + self.trigger_hold_seconds if self.trigger_hold_seconds > 0 else None,
+            ),
+            method_name="execute_complete",
+            kwargs={
+                "settled": {vid: slim(o) for vid, o in settled.items()},
+                "pending": pending,
+                "reattached": reattached,
+            },
+        )
+
+    def resume_from_event(
+        self,
+        context: Context,
+        vehicles: list[str],
+        spec: CommandSpec,
+        arguments: dict[str, Any] | None,
+        event: Any,
+        settled: Mapping[str, Any] | None,
+        pending: Mapping[str, str] | None,
+        reattached: Iterable[str] | None,
+    ) -> list[Outcome]:
+        """After the trigger fired: every vehicle that was waited for must have an outcome from the event."""
+        command = spec.command.value
+        label = vehicles[0] if self.single else f"{len(vehicles)} vehicles"
+        records = self.records(context, command, arguments, label)
+        records.load()
+        judge = self.judge(command, arguments)
+        if pending is None or settled is None:
+            # ``dag.test()`` replaces the deferral's kwargs with the event: read them back from the record.
+            settled, pending, reattached = {}, {}, []
+            for vid in vehicles:
+                entry = records.entry(vid) or {}
+                final = entry.get("final")
+                if isinstance(final, dict) and final.get("classification"):
+                    settled[vid] = final
+                elif isinstance(entry.get("id"), str):
+                    pending[vid] = entry["id"]
+                    if entry.get("reattached"):
+                        reattached.append(vid)
+        pending = dict(pending)
+        payload = event if isinstance(event, dict) else {}
+        waits: dict[str, VehicleWait] = {}
+        if payload.get("status") == "done" and payload.get("command") == command:
+            for result in payload.get("outcomes") or ():
+                who = result.get("vehicle_id") if isinstance(result, dict) else None
+                if (
+                    isinstance(who, str)
+                    and pending.get(who) == result.get("execution_id")
+                    and result.get("command") in (None, command)
+                ):
+                    waits[who] = cast("VehicleWait", result)
+        elif payload.get("status") == "error" and isinstance(payload.get("error"), dict):
+            from airflow_provider_volteras.lifecycle.watch import error_result
+
+            waits = {vid: error_result(vid, eid, payload["error"]) for vid, eid in pending.items()}
+        for vid, eid in pending.items():
+            if vid not in waits:  # an event that is not about this task's executions never counts as success
+                error = unexpected_outcome(
+                    vid,
+                    command,
+                    eid,
+                    f"the trigger's event has no outcome for execution {eid} ({str(event)[:120]})",
+                    reason="UNEXPECTED_ANSWER",
+                )
+                from airflow_provider_volteras.lifecycle.watch import error_result
+
+                waits[vid] = error_result(vid, eid, error_payload(error))
+        return self.conclude(
+            context,
+            records,
+            judge,
+            vehicles,
+            {vid: cast(Outcome, dict(o)) for vid, o in settled.items()},
+            waits,
+            list(reattached or ()),
+            self.wait_timeout,
+        )
+
+    # -- the end ------------------------------------------------------------------------------------
+
+    def conclude(
+        self,
+        context: Context,
+        records: Records,
+        judge: Judge,
+        vehicles: list[str],
+        settled: Mapping[str, Outcome],
+        waits: Mapping[str, VehicleWait],
+        reattached: Iterable[str],
+        waited: float,
+    ) -> list[Outcome]:
+        """Every vehicle's outcome, in order; recorded (so a retry neither re-reads nor re-sends what is
+        final), with one asset event per execution that EXECUTED, never twice across tries."""
+        from airflow_provider_volteras.assets import record_executed
+
+        earlier = set(reattached)
+        result: list[Outcome] = []
+        changes: dict[str, dict[str, Any] | None] = {}
+        for vid in vehicles:
+            if vid in waits:
+                outcome = judge.of_wait(waits[vid], waited)
+                outcome["origin"] = "earlier try" if vid in earlier else "sent"
+            elif vid in settled:
+                outcome = cast(Outcome, dict(settled[vid]))
+                outcome.setdefault("origin", None)
+            else:
+                error = unexpected_outcome(vid, judge.command, None, "no outcome", reason="NO_OUTCOME")
+                outcome = {**failed(vid, error), "origin": None}
+            entry = records.merge(vid, final=slim(outcome), id=outcome.get("execution_id"), reattached=None)
+            eid = outcome.get("execution_id")
+            if outcome["classification"] == "executed" and eid and entry.get("asset") != eid:
+                execution = outcome.get("execution") or {"id": eid, "status": "EXECUTED"}
+                if record_executed(context, vid, judge.command, {**execution, "status": "EXECUTED"}):
+                    entry["asset"] = eid
+            changes[vid] = entry
+            result.append(outcome)
+        if changes:
+            records.try_update(changes, "the final outcomes")
+        return result
+
+    def task_failure(self, outcomes: list[Outcome], command: str) -> VolterasCommandError | None:
+        """The one task failure for these outcomes (``None`` when none failed): a single vehicle's own
+        failure, or a fleet's summary, fatal only when no vehicle's failure is retryable."""
+        fatal = [o for o in outcomes if o["classification"] == "fatal"]
+        retryable = [o for o in outcomes if o["classification"] == "retryable"]
+        if not fatal and not retryable:
+            return None
+        if self.single:
+            error = failure_of(outcomes[0], command)
+            self._add_rate_limit_window(error)
+            return error
+        from airflow_provider_volteras.exceptions import VolterasRetryableCommandError
+
+        executed = [o for o in outcomes if o["classification"] == "executed"]
+        skipped_ = [o for o in outcomes if o["classification"] == "skipped"]
+        summary = (
+            f"Volteras fleet command {command}: {len(executed)} of {len(outcomes)} vehicle(s) EXECUTED, "
+            f"{len(fatal)} failed fatally, {len(retryable)} failed retryably"
+            + (f", {len(skipped_)} skipped" if skipped_ else "")
+            + "."
+        )
+        if fatal:
+            summary += f" Fatal (not re-sent on a retry): {_names(fatal)}."
+        if retryable:
+            summary += f" Retryable: {_names(retryable)}."
+            kinds = {o.get("delay_kind") or DelayKind.TRANSIENT.value for o in retryable}
+            kind = next(k for k in (*_DELAY_ORDER, *kinds) if k in kinds)
+            error = VolterasRetryableCommandError(
+                summary + " Airflow will retry the task; the retry sends the command again only to the retryable "
+                "vehicles and re-attaches to any still pending.",
+                vehicle_id=_vehicles_label(retryable),
+                command=command,
+                reason=_common_reason(retryable),
+                delay_kind=kind,
+            )
+            if kind == DelayKind.RATE_LIMITED.value:
+                error.rate_limit_window_seconds = self._rate_limit_window(
+                    next(o["vehicle_id"] for o in retryable if o.get("delay_kind") == kind)
+                )
+            return error
+        return VolterasFatalCommandError(
+            summary + " Airflow will NOT retry the task. To send again once the causes are fixed, delete the task's "
+            f"state-store key '{self.state_key}' and clear the task, or start a new DAG run.",
+            vehicle_id=_vehicles_label(fatal),
+            command=command,
+            reason=_common_reason(fatal),
+        )
+
+    def _add_rate_limit_window(self, error: VolterasCommandError) -> None:
+        if error.retryable and error.delay_kind == DelayKind.RATE_LIMITED.value:
+            error.rate_limit_window_seconds = self._rate_limit_window(error.vehicle_id)
+
+    def _rate_limit_window(self, vehicle_id: str) -> int | None:
+        """The longest rate-limit window of the vehicle, from ``/v1/rate-limits``; ``None`` if it does not answer."""
+        from airflow_provider_volteras.exceptions import VolterasError
+
+        try:
+            limits = self.hook.get_rate_limits(vehicle_id)
+        except VolterasError as err:
+            self.log.warning("Could not read the rate limits of vehicle %s: %s", vehicle_id, err)
+            return None
+        windows = [
+            int(r["windowSizeSeconds"])
+            for r in limits
+            if isinstance(r.get("windowSizeSeconds"), int) and not isinstance(r.get("windowSizeSeconds"), bool)
+        ]
+        return max(windows) if windows else None
+
+    def log_outcomes(self, outcomes: list[Outcome], command: str) -> None:
+        self.log.info("%s outcome per vehicle:\n%s", command, outcome_table(outcomes))
+        counts: dict[str, int] = {}
+        reasons: dict[str, int] = {}
+        for o in outcomes:
+            counts[o["classification"]] = counts.get(o["classification"], 0) + 1
+            if o["classification"] in ("fatal", "retryable") and o.get("reason"):
+                reasons[str(o["reason"])] = reasons.get(str(o["reason"]), 0) + 1
+        self.log.info(
+            "%s: %s%s",
+            command,
+            ", ".join(f"{n} {k}" for k, n in sorted(counts.items())),
+            ("; by reason: " + ", ".join(f"{r} {n}" for r, n in sorted(reasons.items()))) if reasons else "",
+        )
+
+
+def _vehicles_label(outcomes: list[Outcome], limit: int = 20) -> str:
+    """The failed vehicles' ids (a fleet failure names vehicles, never counts, in ``vehicle_id``)."""
+    ids = [str(o["vehicle_id"]) for o in outcomes]
+    return ",".join(ids[:limit]) + (f",+{len(ids) - limit} more" if len(ids) > limit else "")
+
+
+def _names(outcomes: list[Outcome], limit: int = 20) -> str:
+    shown = ", ".join(f"{o['vehicle_id']} ({o.get('reason') or o['status']})" for o in outcomes[:limit])
+    return shown + (f" and {len(outcomes) - limit} more (see the table above)" if len(outcomes) > limit else "")
+
+
+def _common_reason(outcomes: list[Outcome]) -> str:
+    reasons = {o.get("reason") for o in outcomes}
+    return str(next(iter(reasons))) if len(reasons) == 1 else "MIXED"
