@@ -84,6 +84,11 @@ class VolterasApiError(VolterasError):
         return " ".join(parts)
 
 
+class VolterasNotTheApiError(VolterasApiError, VolterasConfigurationError):
+    """The connection's host does not lead to the API: a redirect (never followed) or a bare 405.
+    Nothing was applied; fix the connection."""
+
+
 class VolterasAuthenticationError(VolterasApiError):
     """Credentials were refused, the token was not accepted twice, or the account lacks a needed scope."""
 

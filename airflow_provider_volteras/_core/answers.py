@@ -15,8 +15,8 @@ from airflow_provider_volteras.exceptions import (
     VolterasApiError,
     VolterasAuthenticationError,
     VolterasCommandInProgressError,
-    VolterasConfigurationError,
     VolterasNotFoundError,
+    VolterasNotTheApiError,
     VolterasPermissionError,
     VolterasRateLimitError,
     VolterasServerError,
@@ -102,6 +102,9 @@ class _NotJson(Exception):
 
 def error_from_response(resp: RawResponse, request: ApiRequest) -> VolterasApiError:
     """The typed error for a non-2xx answer. Decides by the envelope's ``error`` code first, status second."""
+    not_api = not_the_api(resp, request)
+    if not_api is not None:
+        return not_api
     header_request_id = resp.headers.get("x-request-id")
     where = {"method": request.method, "path": request.path, "status_code": resp.status}
     retry_after = retry_after_seconds(resp.headers.get("retry-after"))
@@ -174,7 +177,7 @@ def _has_error_code(resp: RawResponse) -> bool:
     return isinstance(body, dict) and isinstance(body.get("error"), str)
 
 
-def not_the_api(resp: RawResponse, request: ApiRequest) -> VolterasConfigurationError | None:
+def not_the_api(resp: RawResponse, request: ApiRequest) -> VolterasNotTheApiError | None:
     """The error for an answer that shows the base URL does not lead to the API, or ``None``.
 
     A 3xx (redirects are never followed: they would carry the request, and its credentials, elsewhere)
@@ -184,18 +187,24 @@ def not_the_api(resp: RawResponse, request: ApiRequest) -> VolterasConfiguration
     if 300 <= resp.status < 400:
         location = resp.headers.get("location", "")
         to = f" to {location[:200]!r}" if location else ""
-        return VolterasConfigurationError(
-            f"{request.describe()}: the server answered HTTP {resp.status} (a redirect{to}), which is not "
+        return VolterasNotTheApiError(
+            f"the server answered HTTP {resp.status} (a redirect{to}), which is not "
             "followed; nothing was applied. Set the connection's host to the API base URL itself "
             "(https://api.volteras.com, or https://api.sandbox.volteras.com for the sandbox), with https:// "
-            "and without a path."
+            "and without a path.",
+            status_code=resp.status,
+            method=request.method,
+            path=request.path,
         )
     if resp.status == 405 and not _has_error_code(resp):
-        return VolterasConfigurationError(
-            f"{request.describe()}: the server answered HTTP 405 (method not allowed) without the API's error "
+        return VolterasNotTheApiError(
+            "the server answered HTTP 405 (method not allowed) without the API's error "
             "envelope: the connection's host does not lead to the Volteras API; nothing was applied. Set the "
             "connection's host to the API base URL (https://api.volteras.com, or "
-            "https://api.sandbox.volteras.com for the sandbox)."
+            "https://api.sandbox.volteras.com for the sandbox).",
+            status_code=resp.status,
+            method=request.method,
+            path=request.path,
         )
     return None
 
@@ -204,7 +213,7 @@ def parse_json_answer(resp: RawResponse, request: ApiRequest) -> Any:
     """JSON of a 2xx answer, or the typed error for anything else (``VolterasConfigurationError`` for an
     answer that shows the base URL is wrong, see :func:`not_the_api`)."""
     if not 200 <= resp.status < 300:
-        raise not_the_api(resp, request) or error_from_response(resp, request)
+        raise error_from_response(resp, request)
     try:
         return _decode_json(resp)
     except _NotJson:

@@ -456,11 +456,13 @@ class VolterasHook(BaseHook):
         """Create a command execution (send the command to the vehicle) and return it.
 
         Arguments are validated before anything is sent. The API has no idempotency key, so the ids
-        of the command's executions on the vehicle are noted first (or taken from ``before``). When
-        an attempt fails in a way that may have reached the server (a read timeout, a connection
-        reset, a 5xx, an unreadable 2xx), an execution of this command with these arguments that
-        appeared since is adopted, whatever its status, and the command is sent again only when none
-        appeared.
+        of the command's recent executions on the vehicle are noted first (or taken from ``before``).
+        When an attempt gets no answer although it may have reached the server (a read timeout, a
+        connection reset after sending), the listing is checked for a few seconds and an execution of
+        this command with these arguments that appeared since is adopted; if none appears the command
+        is NOT sent again: ``VolterasTransportError`` (``maybe_sent``) is raised, and the caller looks
+        for it later. After a 5xx or an unreadable 2xx the same adoption is tried; a 5xx with nothing
+        listed is sent again.
 
         ``on_issued`` is called with the execution id as soon as the API has issued one, even when
         the rest of its answer cannot be believed (then ``VolterasUnexpectedResponseError`` is raised
@@ -473,7 +475,6 @@ class VolterasHook(BaseHook):
         payload = request.json_body
         known = set(before) if before is not None else self.recent_execution_ids(vehicle_id, cmd)
         started = time.time()
-        maybe_sent = False
 
         def issued(execution_id: str) -> None:
             if on_issued is not None:
@@ -494,6 +495,33 @@ class VolterasHook(BaseHook):
             )
             return execution
 
+        def settle() -> dict[str, Any] | None:
+            """After an attempt that may have been applied: look for it while the listing catches up."""
+            for pause in LOST_ANSWER_LOOKS:
+                if pause:
+                    limit = self._deadline()
+                    if limit is not None and time.time() + pause > limit:
+                        break
+                    time.sleep(pause)
+                if (adopted := adopt()) is not None:
+                    return adopted
+            return None
+
+        try:
+            return self._create_attempts(request, vehicle_id, cmd.value, issued, adopt, settle)
+        except _CreateMayBeApplied as stop:
+            raise stop.error from None
+
+    def _create_attempts(
+        self,
+        request: ApiRequest,
+        vehicle_id: str,
+        command: str,
+        issued: Callable[[str], None],
+        adopt: Callable[[], dict[str, Any] | None],
+        settle: Callable[[], dict[str, Any] | None],
+    ) -> dict[str, Any]:
+        maybe_sent = False
         for attempt in self._retrying():
             with attempt:
                 if maybe_sent and (adopted := adopt()) is not None:
@@ -508,8 +536,14 @@ class VolterasHook(BaseHook):
                     err.maybe_ours = maybe_sent
                     raise
                 except VolterasTransportError as err:
-                    maybe_sent = maybe_sent or err.maybe_sent
-                    raise
+                    if not err.maybe_sent:
+                        raise  # the request never left: sending it again is safe
+                    # No answer to a request that may have been applied: it is never sent again in this
+                    # call. Adopt it once listed; otherwise the caller records "maybe applied" and a later
+                    # try looks for it before anything is sent.
+                    if (adopted := settle()) is not None:
+                        return adopted
+                    raise _CreateMayBeApplied(err) from None
                 except VolterasServerError:
                     maybe_sent = True
                     raise
@@ -519,7 +553,7 @@ class VolterasHook(BaseHook):
                         return adopted
                     err.create_applied = True
                     raise
-                return self._created(body, request, vehicle_id, cmd.value, issued, adopt)
+                return self._created(body, request, vehicle_id, command, issued, adopt)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _created(
@@ -601,6 +635,18 @@ class VolterasHook(BaseHook):
             )
         )
         return final
+
+
+class _CreateMayBeApplied(Exception):  # a control-flow signal, never seen by users
+    """Ends a create's attempts: its request may have been applied, so it is not sent again."""
+
+    def __init__(self, error: VolterasTransportError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+#: Pauses (seconds) between the looks at the listing for a create whose answer was lost.
+LOST_ANSWER_LOOKS = (0.0, 1.0, 2.0)
 
 
 def urllib3_errors() -> tuple[type[Exception], ...]:

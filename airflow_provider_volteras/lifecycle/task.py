@@ -375,13 +375,14 @@ class CommandTaskMixin(VolterasTaskMixin):
         )
         if fatal:
             summary += f" Fatal (not re-sent on a retry): {_names(fatal)}."
+        details = _details([*fatal, *retryable])
         if retryable:
             summary += f" Retryable: {_names(retryable)}."
             kinds = {o.get("delay_kind") or DelayKind.TRANSIENT.value for o in retryable}
             kind = next(k for k in (*_DELAY_ORDER, *kinds) if k in kinds)
             error = VolterasRetryableCommandError(
                 summary + " Airflow will retry the task; the retry sends the command again only to the retryable "
-                "vehicles and re-attaches to any still pending.",
+                "vehicles and re-attaches to any still pending." + details,
                 vehicle_id=_vehicles_label(retryable),
                 command=command,
                 reason=_common_reason(retryable),
@@ -394,7 +395,7 @@ class CommandTaskMixin(VolterasTaskMixin):
             return error
         return VolterasFatalCommandError(
             summary + " Airflow will NOT retry the task. To send again once the causes are fixed, delete the task's "
-            f"state-store key '{self.state_key}' and clear the task, or start a new DAG run.",
+            f"state-store key '{self.state_key}' and clear the task, or start a new DAG run." + details,
             vehicle_id=_vehicles_label(fatal),
             command=command,
             reason=_common_reason(fatal),
@@ -445,6 +446,18 @@ def _vehicles_label(outcomes: list[Outcome], limit: int = 20) -> str:
 def _names(outcomes: list[Outcome], limit: int = 20) -> str:
     shown = ", ".join(f"{o['vehicle_id']} ({o.get('reason') or o['status']})" for o in outcomes[:limit])
     return shown + (f" and {len(outcomes) - limit} more (see the table above)" if len(outcomes) > limit else "")
+
+
+def _details(outcomes: list[Outcome], limit: int = 3) -> str:
+    """The first failed vehicles' own messages (what happened, to which vehicle, what to do)."""
+    shown = [str(dict(o.get("error") or {}).get("message") or "") for o in outcomes[:limit]]
+    lines = [m for m in shown if m]
+    more = (
+        f"\n(and {len(outcomes) - limit} more failed vehicle(s); see the table in the log)"
+        if len(outcomes) > limit
+        else ""
+    )
+    return ("\n" + "\n".join(lines) + more) if lines else ""
 
 
 def _common_reason(outcomes: list[Outcome]) -> str:

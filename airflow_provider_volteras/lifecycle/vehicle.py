@@ -48,7 +48,7 @@ IfInProgress = Literal["wait", "fail", "skip"]
 #: A create that may have been applied (its answer was lost, then a 409 came) is not sent again
 #: before this many seconds: long past the listing's read-after-write lag. Until then a retry looks
 #: for it and waits.
-SETTLE_SECONDS = 60.0
+SETTLE_SECONDS = 30.0
 
 
 @dataclass

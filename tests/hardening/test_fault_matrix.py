@@ -27,12 +27,13 @@ from airflow_provider_volteras.exceptions import (
     VolterasRateLimitError,
     VolterasRetryableCommandError,
     VolterasServerError,
+    VolterasTransportError,
     VolterasUnexpectedResponseError,
 )
 from airflow_provider_volteras.failures import api_failure, command_failure
 from airflow_provider_volteras.hooks.volteras import VolterasHook
 from airflow_provider_volteras.operators.commands import VolterasCommandOperator
-from airflow_provider_volteras.triggers.command_execution import CommandExecutionTrigger
+from airflow_provider_volteras.triggers.fleet import FleetCommandTrigger
 
 from ._support import STATS, assert_documented, collect_events, creates, use_connection
 
@@ -212,7 +213,18 @@ CASES: tuple[Case, ...] = (
         min_elapsed=0.85,
         hook_only=True,
     ),
-    Case("create-reset-before-sent", (fault("drop_before", CREATE, 1),), create_attempts=2, hook_only=True),
+    # No answer, and no telling whether the server saw the request: it is never sent again in the call
+    # (the task's next try looks for it first, see tests/lifecycle).
+    Case(
+        "create-reset-before-sent",
+        (fault("drop_before", CREATE, 1),),
+        outcome="error",
+        error=VolterasTransportError,
+        retryable=True,
+        creates=0,
+        create_attempts=1,
+        hook_only=True,
+    ),
     Case("create-reset-after-sent", (fault("drop_after", CREATE, 1),), create_attempts=1, hook_only=True),
     Case(
         "create-read-timeout-applied",
@@ -222,14 +234,17 @@ CASES: tuple[Case, ...] = (
         hook_only=True,
     ),
     Case(
-        # The server acts on the request only after the client gave up. Either the resend creates the
-        # command and the late original is refused COMMAND_ALREADY_IN_PROGRESS (one pending command per
-        # type), or the late original lands first and is adopted: one create either way.
+        # The answer comes only after the client gave up, and the simulator did not apply it: the client
+        # cannot tell, so it never sends again in the call (a later try looks for it first).
         "create-read-timeout-late",
         (fault("slow", CREATE, 1, delay=0.9),),
         extra={"timeout": 0.4},
         delay=2.0,
-        create_attempts=None,  # 2 (resent, late original refused) or 1 (late original adopted)
+        outcome="error",
+        error=VolterasTransportError,
+        retryable=True,
+        creates=0,
+        create_attempts=None,
         hook_only=True,
     ),
     Case("create-malformed-json", (fault("malformed_json", CREATE, 1),), create_attempts=1, hook_only=True),
@@ -412,20 +427,27 @@ def _operator(vehicle_id: str) -> VolterasCommandOperator:
     return VolterasCommandOperator(task_id="t", vehicle_id=vehicle_id, command="CLIMATE_OFF", timeout=20)
 
 
+def _complete(vehicle_id: str, execution_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """The command task resumed with the trigger's event, as Airflow resumes it."""
+    return _operator(vehicle_id).execute_complete(
+        {}, payload, settled={}, pending={vehicle_id: execution_id}, reattached=[]
+    )
+
+
 @pytest.mark.parametrize("case", _params("trigger"))
 async def test_trigger_fault(sim: Any, monkeypatch: pytest.MonkeyPatch, case: Case) -> None:
+    """The command operators' trigger (a fleet of one) under each fault, and the task resumed with its event."""
     _arrange(sim, monkeypatch, case)
     vehicle_id = case.vehicle_id("trigger")
     execution = sim.state.create_command(vehicle_id, "CLIMATE_OFF")
     if case.expire_tokens:
         VolterasHook().get_access_token()  # a cached token that then expires before the first poll
         assert sim.state.expire_tokens() == 1
-    trigger = CommandExecutionTrigger(
-        vehicle_id=vehicle_id,
-        command_execution_id=execution["id"],
+    trigger = FleetCommandTrigger(
+        command="CLIMATE_OFF",
+        executions={vehicle_id: execution["id"]},
         deadline=time.time() + case.trigger_deadline,
         poll_interval=0.2,
-        command="CLIMATE_OFF",
     )
     started = time.monotonic()
     try:
@@ -441,41 +463,44 @@ async def test_trigger_fault(sim: Any, monkeypatch: pytest.MonkeyPatch, case: Ca
     _check_common(sim, case, elapsed, same_outcome=case.trigger_outcome is None)
     assert len(events) == 1, events
     payload = events[0].payload
-    assert payload["vehicle_id"] == vehicle_id and payload["command_execution_id"] == execution["id"]
+    assert payload["status"] == "done" and payload["command"] == "CLIMATE_OFF", payload
+    [wait] = payload["outcomes"]
+    assert wait["vehicle_id"] == vehicle_id and wait["execution_id"] == execution["id"]
 
     if outcome == "timeout":
-        assert payload["status"] == "timeout" and payload["execution"] is None, payload
+        assert wait["status"] == "PENDING" and wait["status_read"] is False, wait
         # No poll got an answer: the task must not claim the command is still pending, only that its
         # outcome is unknown.
         with pytest.raises(VolterasRetryableCommandError, match="could not be read during the wait") as info:
-            _operator(vehicle_id).execute_complete({}, payload)
+            _complete(vehicle_id, execution["id"], payload)
         assert "still PENDING" not in str(info.value) and info.value.reason == "STATUS_UNKNOWN_AT_DEADLINE"
         return
     if outcome == "error":
-        assert payload["status"] == "error", payload
-        error = payload["error"]
+        assert wait["status"] == "ERROR", wait
+        error = wait["error"]
         assert error["retryable"] is case.retryable
         _check_message(case, error["message"])
         expected: type[VolterasCommandError] = (
             VolterasRetryableCommandError if case.retryable else VolterasFatalCommandError
         )
         with pytest.raises(VolterasCommandError) as info:
-            _operator(vehicle_id).execute_complete({}, payload)
+            _complete(vehicle_id, execution["id"], payload)
         # The task fails exactly as the trigger's failure says: same class, reason and delay kind.
         assert type(info.value) is expected
         assert info.value.reason == error["reason"] and info.value.delay_kind == error["delay_kind"]
         assert str(info.value) == error["message"]
         return
-    assert payload["status"] == outcome, payload
-    final = payload["execution"]
-    assert final["id"] == execution["id"] and final["vehicleId"] == vehicle_id
-    for key, value in case.final_has:
-        assert final.get(key) == value, final
+    assert wait["status"] == outcome.upper(), wait
     if outcome == "executed":
-        assert _operator(vehicle_id).execute_complete({}, payload) == final
+        final = _complete(vehicle_id, execution["id"], payload)
+        assert final["id"] == execution["id"] and final["vehicleId"] == vehicle_id
+        assert final["status"] == "EXECUTED" and final["command"] == "CLIMATE_OFF"
+        for key, value in case.final_has:
+            if key in final:  # the event carries the execution's documented fields only
+                assert final.get(key) == value, final
     else:
         with pytest.raises(VolterasCommandError) as info:
-            _operator(vehicle_id).execute_complete({}, payload)
+            _complete(vehicle_id, execution["id"], payload)
         assert info.value.retryable is case.retryable
         _check_message(case, str(info.value))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_volteras.exceptions import VolterasServerError
+from airflow_provider_volteras.exceptions import VolterasServerError, VolterasTransportError
 
 from .conftest import log_entries, warnings_of
 
@@ -33,7 +33,7 @@ def test_drop_after_create_adopts_the_created_execution(sim, connect, hook_logs)
 
 def test_drop_after_adopts_even_when_already_executed(sim, connect):
     vehicle = "sim-ok-drop-fast"
-    sim.state.set_scenario(vehicle, delay=0.1)
+    sim.state.set_scenario(vehicle, delay=0)
     sim.state.add_fault("drop_after", method="POST", path=CREATE_PATH, count=1)
     execution = connect(retry_max_wait=0.3).create_command_execution(vehicle, "CLIMATE_OFF")
     assert execution["status"] == "EXECUTED"  # finished before the hook looked again
@@ -51,13 +51,15 @@ def test_drop_after_on_stuck_vehicle_adopts_pending_execution(sim, connect):
     assert creates(sim, vehicle) == {"CLIMATE_OFF": 1}
 
 
-def test_drop_before_create_resends_once(sim, connect):
+def test_a_create_without_an_answer_is_never_sent_again_in_the_call(sim, connect):
+    """A reset before the server handled the POST looks the same as one after: it is not sent again."""
     vehicle = "sim-ok-drop-before"
     sim.state.add_fault("drop_before", method="POST", path=CREATE_PATH, count=1)
-    execution = connect().create_command_execution(vehicle, "CLIMATE_OFF")
-    assert creates(sim, vehicle) == {"CLIMATE_OFF": 1}
-    assert sim.state.counters()["createAttempts"] == 2
-    assert execution["id"] == only_execution(sim, vehicle)["id"]
+    with pytest.raises(VolterasTransportError) as info:
+        connect().create_command_execution(vehicle, "CLIMATE_OFF")
+    assert info.value.maybe_sent
+    assert creates(sim, vehicle) == {}
+    assert sim.state.counters()["createAttempts"] == 1  # the reset one only: none after it
 
 
 def test_500_after_the_server_applied_the_create_is_adopted(sim, connect):
@@ -102,11 +104,11 @@ def test_older_executions_are_not_adopted(sim, connect):
     vehicle = "sim-ok-history"
     sim.state.set_scenario(vehicle, delay=0)
     old = sim.state.create_command(vehicle, "CLIMATE_OFF")
-    sim.state.add_fault("drop_before", method="POST", path=CREATE_PATH, count=1)
+    sim.state.add_fault("drop_after", method="POST", path=CREATE_PATH, count=1)
     execution = connect().create_command_execution(vehicle, "CLIMATE_OFF")
     assert execution["id"] != old["id"]
     assert creates(sim, vehicle) == {"CLIMATE_OFF": 2}  # the old one plus exactly one new
-    assert sim.state.counters()["createAttempts"] == 2
+    assert sim.state.counters()["createAttempts"] == 1
 
 
 def test_persistent_500_on_create_never_duplicates(sim, connect):

@@ -236,33 +236,28 @@ CASES: tuple[Case, ...] = (
     ),
     Case(
         # The create's answer is lost while the command is still PENDING, and the listing does not show it
-        # yet: the hook's second POST meets 409, taken for our own command (not sent again); the retry,
-        # once the listing shows it, adopts it.
+        # yet: it is never POSTed again; the hook keeps looking at the listing and adopts it there.
         "lost-create-answer-listing-lag",
         delay=1.5,
         arrange=_lost_create_answer,
         faulted=True,
         config={"listing_lag_seconds": 1.0},
         pause=1.2,
-        tries=(retryable("UNKNOWN", "CREATE_OUTCOME_UNKNOWN", execution=None), done(origin="earlier try")),
-        create_attempts=2,
+        # The hook keeps looking at the listing for a few seconds after a lost answer: adopted in try 1.
+        tries=(done(),),
+        create_attempts=1,
     ),
     Case(
-        # The same, but the command has already ended when the hook sends again: no 409 tells it that
-        # the lost create was applied, the listing does not show it yet, so it is sent a second time.
+        # The same, but the command has already ended by the time the listing shows it (no 409 could tell):
+        # the lost create is never sent again; the hook keeps looking at the listing for a few seconds
+        # and adopts it there.
         "lost-create-answer-listing-lag-fast",
         delay=0,
         arrange=_lost_create_answer,
         faulted=True,
         config={"listing_lag_seconds": 1.0},
         tries=(done(),),
-        create_attempts=2,
-        sent_twice=(
-            "the same in every shape: a create whose answer is lost (connection closed after the server applied "
-            "it) is sent again by the hook when the listing does not show it yet (listing_lag_seconds=1) and the "
-            "command has already ended (no 409): the vehicle gets 2 CLIMATE_OFF executions, the task reports the "
-            "second one EXECUTED"
-        ),
+        create_attempts=1,
     ),
     Case("create-500", arrange=_create_500, faulted=True, tries=(done(),), create_attempts=2),
     Case("create-500-applied", arrange=_create_500_applied, faulted=True, tries=(done(),)),
