@@ -329,15 +329,19 @@ class CommandWaitMixin(VolterasTaskMixin):
         )
 
     def _rate_limit_window(self, vehicle_id: str) -> int | None:
-        """The longest rate-limit window of the vehicle, from ``/v1/rate-limits``; ``None`` if it does not answer."""
-        try:
-            limits = self.hook.get_rate_limits(vehicle_id)
-        except VolterasError as err:
-            self.log.warning("Could not read the rate limits of vehicle %s: %s", vehicle_id, err)
-            return None
-        windows = [
-            int(r["windowSizeSeconds"])
-            for r in limits
-            if isinstance(r.get("windowSizeSeconds"), int) and not isinstance(r.get("windowSizeSeconds"), bool)
-        ]
-        return max(windows) if windows else None
+        return rate_limit_window(self.hook, vehicle_id, self.log)
+
+
+def rate_limit_window(hook: VolterasHook, vehicle_id: str, log: Any) -> int | None:
+    """The longest rate-limit window of the vehicle, from ``/v1/rate-limits``; ``None`` if it does not answer."""
+    try:
+        limits = hook.get_rate_limits(vehicle_id)
+    except VolterasError as err:
+        log.warning("Could not read the rate limits of vehicle %s: %s", vehicle_id, err)
+        return None
+    windows = [
+        int(r["windowSizeSeconds"])
+        for r in limits
+        if isinstance(r.get("windowSizeSeconds"), int) and not isinstance(r.get("windowSizeSeconds"), bool)
+    ]
+    return max(windows) if windows else None

@@ -9,13 +9,31 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
+from airflow.sdk import BaseOperator
+
+from airflow_provider_volteras._core.basics import DEFAULT_POLL_INTERVAL, DEFAULT_WAIT_TIMEOUT
 from airflow_provider_volteras._core.events import error_payload
-from airflow_provider_volteras._waiting import VolterasTaskMixin
-from airflow_provider_volteras.exceptions import VolterasCommandError, VolterasFatalCommandError
-from airflow_provider_volteras.failures import DelayKind, unexpected_outcome
+from airflow_provider_volteras._core.waiting import MIN_POLL_INTERVAL
+from airflow_provider_volteras._waiting import (
+    VolterasTaskMixin,
+    check_static_command,
+    checked_if_in_progress,
+    default_deferrable,
+    rate_limit_window,
+    reason_overrides,
+    seconds,
+)
+from airflow_provider_volteras.assets import with_executed_alias
+from airflow_provider_volteras.catalogue import VehicleCommand, build_payload, get_command_spec
+from airflow_provider_volteras.exceptions import (
+    VolterasCommandError,
+    VolterasFatalCommandError,
+    VolterasInvalidInputError,
+)
+from airflow_provider_volteras.failures import DelayKind, api_failure, unexpected_outcome
 from airflow_provider_volteras.lifecycle.outcomes import Judge, Outcome, failed, failure_of, outcome_table, slim
 from airflow_provider_volteras.lifecycle.records import Records
 
@@ -406,20 +424,7 @@ class CommandTaskMixin(VolterasTaskMixin):
             error.rate_limit_window_seconds = self._rate_limit_window(error.vehicle_id)
 
     def _rate_limit_window(self, vehicle_id: str) -> int | None:
-        """The longest rate-limit window of the vehicle, from ``/v1/rate-limits``; ``None`` if it does not answer."""
-        from airflow_provider_volteras.exceptions import VolterasError
-
-        try:
-            limits = self.hook.get_rate_limits(vehicle_id)
-        except VolterasError as err:
-            self.log.warning("Could not read the rate limits of vehicle %s: %s", vehicle_id, err)
-            return None
-        windows = [
-            int(r["windowSizeSeconds"])
-            for r in limits
-            if isinstance(r.get("windowSizeSeconds"), int) and not isinstance(r.get("windowSizeSeconds"), bool)
-        ]
-        return max(windows) if windows else None
+        return rate_limit_window(self.hook, vehicle_id, self.log)
 
     def log_outcomes(self, outcomes: list[Outcome], command: str) -> None:
         self.log.info("%s outcome per vehicle:\n%s", command, outcome_table(outcomes))
@@ -435,6 +440,104 @@ class CommandTaskMixin(VolterasTaskMixin):
             ", ".join(f"{n} {k}" for k, n in sorted(counts.items())),
             ("; by reason: " + ", ".join(f"{r} {n}" for r, n in sorted(reasons.items()))) if reasons else "",
         )
+
+
+class CommandTaskOperator(CommandTaskMixin, BaseOperator):
+    """What the single-vehicle and the fleet command operators share: the parameters of a command and of
+    its wait, checked when the DAG is parsed, and the resume after a deferral.
+
+    :param command: A creatable ``VehicleCommandEnum`` value, e.g. ``"CLIMATE_OFF"`` (templated).
+    :param arguments: The command's JSON arguments with the API's names (templated).
+    :param volteras_conn_id: The Volteras connection.
+    :param deferrable: Wait in the triggerer, freeing the worker slot (after a first few seconds in the
+        worker, where most commands end). Default: ``[operators] default_deferrable``.
+    :param poll_interval: Longest pause between two status checks, in seconds (polls start ~1 s apart).
+    :param timeout: How long to wait for the command to end, in seconds or a ``timedelta``; a command
+        still pending then is a retryable failure (the retry re-attaches to it).
+    :param if_in_progress: On ``COMMAND_ALREADY_IN_PROGRESS``: ``"wait"`` adopts the pending execution
+        when its arguments match, ``"fail"`` makes it a fatal failure, ``"skip"`` skips it.
+    :param retryable_reasons: ``failedReason`` codes to treat as retryable.
+    :param fatal_reasons: ``failedReason`` codes to treat as fatal (wins over ``retryable_reasons``).
+    """
+
+    template_fields_renderers = {"arguments": "json"}
+
+    def __init__(
+        self,
+        *,
+        command: str | VehicleCommand,
+        arguments: dict[str, Any] | None = None,
+        volteras_conn_id: str = "volteras_default",
+        deferrable: bool | None = None,
+        poll_interval: float | timedelta = DEFAULT_POLL_INTERVAL,
+        timeout: float | timedelta = DEFAULT_WAIT_TIMEOUT,
+        if_in_progress: Literal["wait", "fail", "skip"] = "wait",
+        retryable_reasons: Iterable[str] | str = (),
+        fatal_reasons: Iterable[str] | str = (),
+        **kwargs: Any,
+    ) -> None:
+        kwargs["outlets"] = with_executed_alias(kwargs.get("outlets"))
+        super().__init__(**kwargs)
+        self.command = command.value if isinstance(command, VehicleCommand) else command
+        self.arguments = arguments
+        self.volteras_conn_id = volteras_conn_id
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.wait_poll_interval = seconds(poll_interval, "poll_interval", minimum=MIN_POLL_INTERVAL)
+        self.wait_timeout = seconds(timeout, "timeout")
+        self.if_in_progress = checked_if_in_progress(if_in_progress)
+        self.retryable_reasons = reason_overrides(retryable_reasons, "retryable_reasons")
+        self.fatal_reasons = reason_overrides(fatal_reasons, "fatal_reasons")
+
+    def command_arguments(self) -> dict[str, Any] | None:
+        """The JSON arguments to send (subclasses build them from typed parameters)."""
+        return self.arguments
+
+    @classmethod
+    def fixed_command(cls, spec: CommandSpec, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """``kwargs`` with the command of a named operator (``ClimateOffOperator`` ...), which takes none."""
+        if "command" in kwargs:
+            raise TypeError(f"{cls.__name__} always sends {spec.command.value}; do not pass command=")
+        return {**kwargs, "command": spec.command.value}
+
+    def check_when_parsed(self) -> None:
+        """Refuse at DAG-parse time what is already wrong; templated values are checked when the task runs."""
+        check_static_command(self.command, self.command_arguments())
+
+    def vehicles(self) -> list[str]:
+        """The vehicles of this task, checked (``VolterasInvalidInputError`` otherwise)."""
+        raise NotImplementedError
+
+    def vehicles_label(self) -> str:
+        """How a failure names this task's vehicles before they could be checked."""
+        raise NotImplementedError
+
+    def intent(self) -> tuple[list[str], CommandSpec, dict[str, Any] | None]:
+        """The checked vehicles, command and arguments; bad input fails before any HTTP call."""
+        command = str(self.command)
+        try:
+            vehicles = self.vehicles()
+            spec = get_command_spec(command)
+            arguments = build_payload(spec.command, self.command_arguments())
+        except VolterasInvalidInputError as err:
+            raise api_failure(err, vehicle_id=self.vehicles_label()[:80], command=command[:80]) from err
+        return vehicles, spec, arguments
+
+    def execute_complete(
+        self,
+        context: Context,
+        event: dict[str, Any] | None = None,
+        settled: dict[str, dict[str, Any]] | None = None,
+        pending: dict[str, str] | None = None,
+        reattached: list[str] | None = None,
+    ) -> Any:
+        """Resume after the trigger fired: every vehicle waited for must have an outcome from this very event."""
+        vehicles, spec, arguments = self.intent()
+        outcomes = self.resume_from_event(context, vehicles, spec, arguments, event, settled, pending, reattached)
+        return self.finish_task(context, outcomes, spec.command.value)
+
+    def finish_task(self, context: Context, outcomes: list[Outcome], command: str) -> Any:
+        """The task's return value for these outcomes, or its failure (see the subclasses)."""
+        raise NotImplementedError
 
 
 def _vehicles_label(outcomes: list[Outcome], limit: int = 20) -> str:

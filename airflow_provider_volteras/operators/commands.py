@@ -6,34 +6,16 @@ operators are thin subclasses made from the command catalogue (:mod:`airflow_pro
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
-from airflow_provider_volteras._core.basics import (
-    DEFAULT_POLL_INTERVAL,
-    DEFAULT_WAIT_TIMEOUT,
-    validate_id,
-)
-from airflow_provider_volteras._core.waiting import MIN_POLL_INTERVAL
-from airflow_provider_volteras._waiting import (
-    PlainReason,
-    check_static_command,
-    checked_if_in_progress,
-    default_deferrable,
-    is_static,
-    reason_overrides,
-    seconds,
-)
-from airflow_provider_volteras.assets import with_executed_alias
-from airflow_provider_volteras.catalogue import CommandSpec, VehicleCommand, build_payload, get_command_spec
-from airflow_provider_volteras.exceptions import VolterasInvalidInputError
-from airflow_provider_volteras.failures import api_failure
+from airflow_provider_volteras._core.basics import validate_id
+from airflow_provider_volteras._waiting import PlainReason, is_static
+from airflow_provider_volteras.catalogue import CommandSpec, VehicleCommand, get_command_spec
 from airflow_provider_volteras.lifecycle.records import STATE_KEY
-from airflow_provider_volteras.lifecycle.task import CommandTaskMixin
+from airflow_provider_volteras.lifecycle.task import CommandTaskOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -41,10 +23,7 @@ if TYPE_CHECKING:
     from airflow_provider_volteras.lifecycle.outcomes import Outcome
 
 
-IfInProgress = Literal["wait", "fail", "skip"]
-
-
-class VolterasCommandOperator(CommandTaskMixin, BaseOperator):
+class VolterasCommandOperator(CommandTaskOperator):
     """Send a command to a vehicle through Volteras Connect and wait until it is executed.
 
     The task succeeds only when the API reports the execution ``EXECUTED`` for this vehicle, command
@@ -54,114 +33,55 @@ class VolterasCommandOperator(CommandTaskMixin, BaseOperator):
     same per-vehicle lifecycle as the fleet operators (it is a fleet of one).
 
     :param vehicle_id: Volteras vehicle id (templated).
-    :param command: A creatable ``VehicleCommandEnum`` value, e.g. ``"CLIMATE_OFF"`` (templated).
-    :param arguments: The command's JSON arguments with the API's names, e.g.
-        ``{"driverTemperature": 21, "passengerTemperature": 21}`` (templated).
-    :param volteras_conn_id: The Volteras connection.
     :param wait_for_completion: Wait for ``EXECUTED``/``FAILED`` (default). When ``False`` the task
         returns the created execution at once (feed its ``id`` to ``CommandExecutionSensor``).
-    :param deferrable: Wait in the triggerer, freeing the worker slot (after a first few seconds in the
-        worker, where most commands end). Default: ``[operators] default_deferrable``, as for Airflow's
-        own operators.
-    :param poll_interval: Longest pause between two status checks, in seconds (polls start ~1 s apart).
-    :param timeout: How long to wait for the command to end, in seconds or a ``timedelta``; a command
-        still pending then fails the task (retryable).
-    :param if_in_progress: On ``COMMAND_ALREADY_IN_PROGRESS``: ``"wait"`` adopts the pending execution
-        when its arguments match and waits for it, ``"fail"`` fails the task without retry, ``"skip"``
-        skips the task.
-    :param retryable_reasons: ``failedReason`` codes to treat as retryable for this task.
-    :param fatal_reasons: ``failedReason`` codes to treat as fatal for this task (wins over the above).
+
+    The other parameters (``command``, ``arguments``, ``volteras_conn_id``, ``deferrable``,
+    ``poll_interval``, ``timeout``, ``if_in_progress``, ``retryable_reasons``, ``fatal_reasons``) are those
+    of :class:`~airflow_provider_volteras.lifecycle.task.CommandTaskOperator`; with ``if_in_progress="skip"``
+    the task is skipped.
     """
 
     template_fields: Sequence[str] = ("vehicle_id", "command", "arguments")
-    template_fields_renderers = {"arguments": "json"}
     ui_color = "#d7f3e3"
     state_key: ClassVar[str] = STATE_KEY
     single: ClassVar[bool] = True
 
-    def __init__(
-        self,
-        *,
-        vehicle_id: str,
-        command: str | VehicleCommand,
-        arguments: dict[str, Any] | None = None,
-        volteras_conn_id: str = "volteras_default",
-        wait_for_completion: bool = True,
-        deferrable: bool | None = None,
-        poll_interval: float | timedelta = DEFAULT_POLL_INTERVAL,
-        timeout: float | timedelta = DEFAULT_WAIT_TIMEOUT,
-        if_in_progress: IfInProgress = "wait",
-        retryable_reasons: Iterable[str] | str = (),
-        fatal_reasons: Iterable[str] | str = (),
-        **kwargs: Any,
-    ) -> None:
-        kwargs["outlets"] = with_executed_alias(kwargs.get("outlets"))
+    def __init__(self, *, vehicle_id: str, wait_for_completion: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.vehicle_id = vehicle_id
-        self.command = command.value if isinstance(command, VehicleCommand) else command
-        self.arguments = arguments
-        self.volteras_conn_id = volteras_conn_id
         self.wait_for_completion = wait_for_completion
-        self.deferrable = default_deferrable() if deferrable is None else deferrable
-        self.wait_poll_interval = seconds(poll_interval, "poll_interval", minimum=MIN_POLL_INTERVAL)
-        self.wait_timeout = seconds(timeout, "timeout")
-        self.if_in_progress = checked_if_in_progress(if_in_progress)
-        self.retryable_reasons = reason_overrides(retryable_reasons, "retryable_reasons")
-        self.fatal_reasons = reason_overrides(fatal_reasons, "fatal_reasons")
-        # Refuse what is already wrong at parse time; templated values are checked when the task runs.
         if is_static(self.vehicle_id):
             validate_id(self.vehicle_id)
-        check_static_command(self.command, self.command_arguments())
+        self.check_when_parsed()
 
-    def command_arguments(self) -> dict[str, Any] | None:
-        """The JSON arguments to send (subclasses build them from typed parameters)."""
-        return self.arguments
+    def vehicles(self) -> list[str]:
+        return [validate_id(self.vehicle_id)]
 
-    def _intent(self) -> tuple[str, CommandSpec, dict[str, Any] | None]:
-        command = str(self.command)
-        try:
-            vehicle_id = validate_id(self.vehicle_id)
-            spec = get_command_spec(command)
-            arguments = build_payload(spec.command, self.command_arguments())
-        except VolterasInvalidInputError as err:
-            raise api_failure(err, vehicle_id=str(self.vehicle_id)[:80], command=command[:80]) from err
-        return vehicle_id, spec, arguments
+    def vehicles_label(self) -> str:
+        return str(self.vehicle_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        vehicle_id, spec, arguments = self._intent()
+        vehicles, spec, arguments = self.intent()
         command = spec.command.value
-        if not self.wait_for_completion:
-            [step] = self.run_commands(context, [vehicle_id], spec, arguments, wait=False)
-            if step.outcome is not None and (step.execution is None or step.origin != "sent"):  # type: ignore[union-attr]
-                return self._finish(context, [step.outcome], command)  # type: ignore[union-attr]
-            execution = step.execution or {  # type: ignore[union-attr]
-                "id": step.execution_id,  # type: ignore[union-attr]
-                "vehicleId": vehicle_id,
-                "command": command,
-                "status": None,
-            }
-            self._push_id(context, execution["id"])
-            self._say_who_tells_the_outcome(vehicle_id, command, execution)
-            return execution
-        outcomes = self.run_commands(context, [vehicle_id], spec, arguments)
-        return self._finish(context, outcomes, command)  # type: ignore[arg-type]
+        if self.wait_for_completion:
+            return self.finish_task(context, self.run_commands(context, vehicles, spec, arguments), command)  # type: ignore[arg-type]
+        [step] = self.run_commands(context, vehicles, spec, arguments, wait=False)
+        if step.outcome is not None and (step.execution is None or step.origin != "sent"):  # type: ignore[union-attr]
+            return self.finish_task(context, [step.outcome], command)  # type: ignore[union-attr]
+        execution = step.execution or {  # type: ignore[union-attr]
+            "id": step.execution_id,  # type: ignore[union-attr]
+            "vehicleId": vehicles[0],
+            "command": command,
+            "status": None,
+        }
+        self._push_id(context, execution["id"])
+        self._say_who_tells_the_outcome(vehicles[0], command, execution)
+        return execution
 
     def on_prepared(self, context: Context, pending: dict[str, str]) -> None:
         for execution_id in pending.values():
             self._push_id(context, execution_id)
-
-    def execute_complete(
-        self,
-        context: Context,
-        event: dict[str, Any] | None = None,
-        settled: dict[str, dict[str, Any]] | None = None,
-        pending: dict[str, str] | None = None,
-        reattached: list[str] | None = None,
-    ) -> dict[str, Any]:
-        """Resume after the trigger fired; an event that is not about this task's execution never succeeds."""
-        vehicle_id, spec, arguments = self._intent()
-        outcomes = self.resume_from_event(context, [vehicle_id], spec, arguments, event, settled, pending, reattached)
-        return self._finish(context, outcomes, spec.command.value)
 
     def _push_id(self, context: Context, execution_id: Any) -> None:
         # ``op.output["id"]`` in a DAG reads this key: it feeds CommandExecutionSensor.
@@ -169,7 +89,7 @@ class VolterasCommandOperator(CommandTaskMixin, BaseOperator):
         if ti is not None:
             ti.xcom_push(key="id", value=execution_id)
 
-    def _finish(self, context: Context, outcomes: list[Outcome], command: str) -> dict[str, Any]:
+    def finish_task(self, context: Context, outcomes: list[Outcome], command: str) -> dict[str, Any]:
         [outcome] = outcomes
         if outcome.get("execution_id"):
             self._push_id(context, outcome["execution_id"])
@@ -218,9 +138,7 @@ class _CatalogueOperator(VolterasCommandOperator):
     spec: ClassVar[CommandSpec]
 
     def __init__(self, *, vehicle_id: str, **kwargs: Any) -> None:
-        if "command" in kwargs:
-            raise TypeError(f"{type(self).__name__} always sends {self.spec.command.value}; do not pass command=")
-        super().__init__(vehicle_id=vehicle_id, command=self.spec.command.value, **kwargs)
+        super().__init__(vehicle_id=vehicle_id, **self.fixed_command(self.spec, kwargs))
 
 
 class ClimateOffOperator(_CatalogueOperator):

@@ -15,33 +15,18 @@ tasks, far below ``[core] max_map_length`` (1,024), where one mapped task per ve
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.sdk import BaseOperator
-
-from airflow_provider_volteras._core.basics import DEFAULT_POLL_INTERVAL, DEFAULT_WAIT_TIMEOUT, validate_id
-from airflow_provider_volteras._core.waiting import MIN_POLL_INTERVAL
-from airflow_provider_volteras._waiting import (
-    check_static_command,
-    checked_if_in_progress,
-    default_deferrable,
-    is_static,
-    reason_overrides,
-    seconds,
-)
-from airflow_provider_volteras.assets import with_executed_alias
-from airflow_provider_volteras.catalogue import CommandSpec, VehicleCommand, build_payload, get_command_spec
+from airflow_provider_volteras._core.basics import validate_id
+from airflow_provider_volteras._waiting import is_static
+from airflow_provider_volteras.catalogue import CommandSpec, VehicleCommand, get_command_spec
 from airflow_provider_volteras.exceptions import VolterasInvalidInputError
-from airflow_provider_volteras.failures import api_failure
 from airflow_provider_volteras.lifecycle.outcomes import RECORD_KEYS, Outcome, outcome_table
 from airflow_provider_volteras.lifecycle.records import FLEET_STATE_KEY
-from airflow_provider_volteras.lifecycle.task import CommandTaskMixin
+from airflow_provider_volteras.lifecycle.task import CommandTaskOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-IfInProgress = Literal["wait", "fail", "skip"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,121 +76,65 @@ def _vehicle_list(value: Any) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-class VolterasFleetCommandOperator(CommandTaskMixin, BaseOperator):
+class VolterasFleetCommandOperator(CommandTaskOperator):
     """Send one command to many vehicles in one task and wait until each is executed.
 
-    Creates run ``max_concurrent_creates`` at a time through one hook (one token). Each created
-    execution is recorded in the task state store as soon as the API issues its id; a retry reads
-    that record and never re-sends to a vehicle whose command is pending or ``EXECUTED``, nor to one
-    whose command ``FAILED`` for a fatal reason: it re-sends only to vehicles whose command failed
-    for a retryable reason or was never sent. All executions are then awaited in one
-    ``FleetCommandTrigger`` (``deferrable=True``) or in the worker.
+    Every vehicle goes through the same lifecycle as a single-vehicle task; creates run
+    ``max_concurrent_creates`` at a time through one hook (one token). Each created execution is
+    recorded in the task state store as soon as the API issues its id; a retry reads that record and
+    never re-sends to a vehicle whose command may be in flight or ``EXECUTED``, nor to one whose command
+    ``FAILED`` for a fatal reason: it re-sends only to vehicles whose command failed for a retryable
+    reason or was never sent. All executions are then awaited in one ``FleetCommandTrigger`` (after the
+    first seconds in the worker) or in the worker. Each executed vehicle gets one asset event.
 
     The return value (XCom) is one dict per vehicle, in ``vehicle_ids`` order: ``vehicle_id``,
     ``execution_id``, ``status`` (``EXECUTED``/``FAILED``/``PENDING``/``UNKNOWN``/``NOT_SENT``/``SKIPPED``),
     ``failed_reason``, ``classification`` (``executed``/``retryable``/``fatal``/``skipped``), ``reason``
-    (the failedReason or error code) and ``origin`` (``sent``/``earlier try``). The same list is pushed
-    under the XCom key ``outcomes`` when the task fails.
+    (the failedReason or error code), ``delay_kind`` and ``origin`` (``sent``/``earlier try``). The same
+    list is pushed under the XCom key ``outcomes`` when the task fails.
 
     :param vehicle_ids: The vehicles (templated; a list, e.g. one chunk of a mapped task).
-    :param command: A creatable command, e.g. ``"CLIMATE_OFF"`` (templated).
-    :param arguments: The command's JSON arguments, API names (templated).
-    :param volteras_conn_id: The connection.
-    :param deferrable: Wait in the triggerer (one trigger for all vehicles); ``False`` waits in the worker.
-        Default: ``[operators] default_deferrable``.
-    :param poll_interval: Longest pause between two status checks of one execution (polls start ~1 s apart).
-    :param timeout: How long to wait for the commands to end; a command still pending then is a
-        retryable failure of its vehicle (the retry re-attaches to it).
-    :param max_concurrent_creates: Creates (and, in the worker, status reads) in flight at once.
-    :param if_in_progress: Per vehicle, on ``COMMAND_ALREADY_IN_PROGRESS``: ``"wait"`` adopts the
-        pending execution when its arguments match, ``"fail"`` makes it a fatal failure, ``"skip"`` skips it.
-    :param retryable_reasons: ``failedReason`` codes to treat as retryable.
-    :param fatal_reasons: ``failedReason`` codes to treat as fatal (wins over ``retryable_reasons``).
+    :param max_concurrent_creates: Creates (and, in the worker, status reads) in flight at once (1 to 64).
+
+    The other parameters are those of :class:`~airflow_provider_volteras.lifecycle.task.CommandTaskOperator`;
+    ``if_in_progress`` applies per vehicle.
     """
 
     template_fields: Sequence[str] = ("vehicle_ids", "command", "arguments")
-    template_fields_renderers = {"arguments": "json"}
     ui_color = "#c5ead6"
     state_key: ClassVar[str] = FLEET_STATE_KEY
     single: ClassVar[bool] = False
 
-    def __init__(
-        self,
-        *,
-        vehicle_ids: Sequence[str] | str,
-        command: str | VehicleCommand,
-        arguments: dict[str, Any] | None = None,
-        volteras_conn_id: str = "volteras_default",
-        deferrable: bool | None = None,
-        poll_interval: float | timedelta = DEFAULT_POLL_INTERVAL,
-        timeout: float | timedelta = DEFAULT_WAIT_TIMEOUT,
-        max_concurrent_creates: int = 8,
-        if_in_progress: IfInProgress = "wait",
-        retryable_reasons: Iterable[str] | str = (),
-        fatal_reasons: Iterable[str] | str = (),
-        **kwargs: Any,
-    ) -> None:
-        kwargs["outlets"] = with_executed_alias(kwargs.get("outlets"))
+    def __init__(self, *, vehicle_ids: Sequence[str] | str, max_concurrent_creates: int = 8, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.vehicle_ids = vehicle_ids
-        self.command = command.value if isinstance(command, VehicleCommand) else command
-        self.arguments = arguments
-        self.volteras_conn_id = volteras_conn_id
-        self.deferrable = default_deferrable() if deferrable is None else deferrable
-        self.wait_poll_interval = seconds(poll_interval, "poll_interval", minimum=MIN_POLL_INTERVAL)
-        self.wait_timeout = seconds(timeout, "timeout")
         if isinstance(max_concurrent_creates, bool) or not isinstance(max_concurrent_creates, int):
             raise ValueError(f"max_concurrent_creates must be an integer, got {max_concurrent_creates!r}")
         if not 1 <= max_concurrent_creates <= 64:
             raise ValueError(f"max_concurrent_creates must be between 1 and 64, got {max_concurrent_creates}")
         self.max_concurrent_creates = max_concurrent_creates
         self.concurrency = max_concurrent_creates
-        self.if_in_progress = checked_if_in_progress(if_in_progress)
-        self.retryable_reasons = reason_overrides(retryable_reasons, "retryable_reasons")
-        self.fatal_reasons = reason_overrides(fatal_reasons, "fatal_reasons")
         if is_static(self.vehicle_ids) and isinstance(self.vehicle_ids, (list, tuple)):
             _vehicle_list(self.vehicle_ids)
-        check_static_command(self.command, self.command_arguments())
+        self.check_when_parsed()
 
-    def command_arguments(self) -> dict[str, Any] | None:
-        return self.arguments
+    def vehicles(self) -> list[str]:
+        return _vehicle_list(self.vehicle_ids)
 
-    # -- run ----------------------------------------------------------------------------------
-
-    def _intent(self) -> tuple[list[str], CommandSpec, dict[str, Any] | None]:
-        command = str(self.command)
-        try:
-            vehicles = _vehicle_list(self.vehicle_ids)
-            spec = get_command_spec(command)
-            arguments = build_payload(spec.command, self.command_arguments())
-        except VolterasInvalidInputError as err:
-            raise api_failure(err, vehicle_id=f"{_count(self.vehicle_ids)} vehicles", command=command[:80]) from err
-        return vehicles, spec, arguments
+    def vehicles_label(self) -> str:
+        return f"{_count(self.vehicle_ids)} vehicles"
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        vehicles, spec, arguments = self._intent()
+        vehicles, spec, arguments = self.intent()
         command = spec.command.value
         if not vehicles:
             self.log.info("No vehicles in this task: nothing to send.")
             return []
         self.log.info("Sending %s to %d vehicle(s), %d at a time.", command, len(vehicles), self.concurrency)
         outcomes = self.run_commands(context, vehicles, spec, arguments)
-        return self._finish(context, outcomes, command)  # type: ignore[arg-type]
+        return self.finish_task(context, outcomes, command)  # type: ignore[arg-type]
 
-    def execute_complete(
-        self,
-        context: Context,
-        event: dict[str, Any] | None = None,
-        settled: dict[str, dict[str, Any]] | None = None,
-        pending: dict[str, str] | None = None,
-        reattached: list[str] | None = None,
-    ) -> list[dict[str, Any]]:
-        """Resume after the trigger fired: every vehicle that was waited for must have an outcome."""
-        vehicles, spec, arguments = self._intent()
-        outcomes = self.resume_from_event(context, vehicles, spec, arguments, event, settled, pending, reattached)
-        return self._finish(context, outcomes, spec.command.value)
-
-    def _finish(self, context: Context, outcomes: list[Outcome], command: str) -> list[dict[str, Any]]:
+    def finish_task(self, context: Context, outcomes: list[Outcome], command: str) -> list[dict[str, Any]]:
         result = [{**{k: o.get(k) for k in RECORD_KEYS}, "origin": o.get("origin")} for o in outcomes]
         self.log_outcomes(outcomes, command)
         failure = self.task_failure(outcomes, command)
@@ -234,9 +163,7 @@ class _FleetCatalogueOperator(VolterasFleetCommandOperator):
     template_fields: Sequence[str] = ("vehicle_ids",)
 
     def __init__(self, *, vehicle_ids: Sequence[str] | str, **kwargs: Any) -> None:
-        if "command" in kwargs:
-            raise TypeError(f"{type(self).__name__} always sends {self.spec.command.value}; do not pass command=")
-        super().__init__(vehicle_ids=vehicle_ids, command=self.spec.command.value, **kwargs)
+        super().__init__(vehicle_ids=vehicle_ids, **self.fixed_command(self.spec, kwargs))
 
 
 class FleetClimateOffOperator(_FleetCatalogueOperator):
