@@ -436,3 +436,41 @@ def test_connection_test_icon_of_the_connections_list(
     assert bad["status"] is False and bad["message"].startswith("Volteras connection failed"), bad
     assert "wrong" not in bad["message"]
     assert simulator.state.counters()["testTokenRequests"] - before == 1
+
+
+# --------------------------------------------------------------------------- quick commands: no race, one event
+
+
+def test_commands_that_end_within_seconds_run_once_with_one_asset_event_each(
+    airflow: Deployment, simulator: Any, record: dict[str, Any]
+) -> None:
+    """Commands that end 0.5-2 s after the create: each task watches them in the worker for its first
+    seconds (no trigger that fires right after a deferral, Airflow 3.3.2's stale defer-exit race), succeeds
+    on try 1, and its execution gets exactly one asset event."""
+    delays = [0.5, 0.8, 1.1, 1.4, 1.7, 2.0]
+    fleet = [f"e2e13-quick-{i:02d}" for i in range(len(delays))]
+    for vid, delay in zip(fleet, delays, strict=True):
+        set_scenario(simulator, vid, outcome="EXECUTED", delay=delay)
+    prepare_fleet(airflow)
+    run_id = airflow.trigger(FLEET, {"vehicle_ids": fleet})
+    run = airflow.wait_run(FLEET, run_id, timeout=240, interval=1.0)
+    tis = mapped_tis(airflow, FLEET, run_id, "climate_off")
+    events = airflow.get(
+        "/api/v2/assets/events", params={"source_dag_id": FLEET, "source_run_id": run_id, "limit": 200}
+    )
+    per_asset: dict[str, int] = {}
+    for event in events["asset_events"]:
+        uri = str(event.get("uri") or event.get("asset_uri") or event.get("name"))
+        per_asset[uri] = per_asset.get(uri, 0) + 1
+    record.update(
+        run=run["state"],
+        tries={t["rendered_map_index"]: (t["state"], t["try_number"]) for t in tis.values()},
+        asset_events=per_asset,
+        mismatches=state_mismatches(airflow, FLEET, run_id),
+    )
+    assert run["state"] == "success", record
+    assert {(t["state"], t["try_number"]) for t in tis.values()} == {("success", 1)}, record
+    assert creates(simulator, fleet) == dict.fromkeys(fleet, 1)
+    expected = {f"volteras://vehicles/{vid}/commands/CLIMATE_OFF" for vid in fleet}
+    assert per_asset == dict.fromkeys(expected, 1), record
+    assert not record["mismatches"], record
