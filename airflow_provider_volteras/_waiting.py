@@ -177,7 +177,25 @@ class CommandWaitMixin(VolterasTaskMixin):
         started = time.time()
         deadline = started + self.wait_timeout
         if self.deferrable:
+            from airflow_provider_volteras.lifecycle.task import CommandTaskMixin
             from airflow_provider_volteras.triggers.command_execution import CommandExecutionTrigger
+
+            # Watch the first seconds here, where most commands end: a trigger that fires right after its
+            # task deferred meets a scheduler race (the same rule as the command operators).
+            first = min(deadline, started + CommandTaskMixin.worker_first_seconds)
+            if CommandTaskMixin.worker_first_seconds > 0:
+                try:
+                    early = self.hook.wait_for_command_execution(
+                        vehicle_id, execution_id, deadline=first, poll_interval=self.wait_poll_interval, command=command
+                    )
+                except RECOVERABLE_POLL_ERRORS as err:
+                    self.log.warning("Could not read execution %s yet (%s); waiting for it", execution_id, err)
+                    early = None
+                except VolterasError as err:
+                    raise self.api_failure_of(err, vehicle_id, label, execution_id) from err
+                if early is not None:
+                    return self.finish(early, vehicle_id, label, context)
+            hold = CommandTaskMixin.trigger_hold_seconds
 
             self.log.info(
                 "%s execution %s on vehicle %s is not finished; deferring until %s",
@@ -194,6 +212,7 @@ class CommandWaitMixin(VolterasTaskMixin):
                     volteras_conn_id=self.volteras_conn_id,
                     poll_interval=self.wait_poll_interval,
                     command=command,
+                    hold_until=time.time() + hold if hold > 0 else None,
                 ),
                 method_name="execute_complete",
             )

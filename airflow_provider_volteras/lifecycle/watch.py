@@ -177,6 +177,12 @@ async def watch_executions(
     return {w["vehicle_id"]: w for w in ended}
 
 
+async def hold(until: float | None) -> None:
+    """Fire no event before ``until`` (epoch seconds; at most a minute from now): see ``hold_until``."""
+    if until is not None:
+        await asyncio.sleep(max(0.0, min(until - time.time(), 60.0)))
+
+
 def cut_at(until: float, what: str) -> VolterasTransportError:
     return VolterasTransportError(f"reading {what} did not end by the wait's deadline", maybe_sent=True)
 
@@ -255,6 +261,7 @@ __all__ = [
     "async_reader",
     "error_result",
     "execution_of",
+    "hold",
     "thread_reader",
     "wait_in_worker",
     "wait_result",

@@ -85,8 +85,10 @@ class CommandExecutionTrigger(BaseTrigger):
         volteras_conn_id: str = "volteras_default",
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         command: str | None = None,
+        hold_until: float | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
+        self.hold_until = float(hold_until) if isinstance(hold_until, (int, float)) else None
         self.vehicle_id = validate_id(vehicle_id)
         self.command_execution_id = validate_issued_id(command_execution_id)
         self.deadline = deadline_to_iso(deadline)
@@ -104,6 +106,7 @@ class CommandExecutionTrigger(BaseTrigger):
                 "volteras_conn_id": self.volteras_conn_id,
                 "poll_interval": self.poll_interval,
                 "command": self.command,
+                "hold_until": self.hold_until,
             },
         )
 
@@ -131,7 +134,7 @@ class CommandExecutionTrigger(BaseTrigger):
         from airflow_provider_volteras._core.waiting import final_read_grace
         from airflow_provider_volteras.failures import api_failure
         from airflow_provider_volteras.hooks._async import AsyncVolterasClient
-        from airflow_provider_volteras.lifecycle.watch import async_reader, watch_one
+        from airflow_provider_volteras.lifecycle.watch import async_reader, hold, watch_one
 
         what = f"{self.command or 'command'} execution {self.command_execution_id} on vehicle {self.vehicle_id}"
         try:
@@ -155,8 +158,10 @@ class CommandExecutionTrigger(BaseTrigger):
                 execution_id=self.command_execution_id,
                 sent=True,
             )
+            await hold(self.hold_until)
             yield self._event("error", error=error_payload(failure))
             return
+        await hold(self.hold_until)
         if final is None:
             yield self._event("timeout", execution=last)
         elif final["status"] == STATUS_EXECUTED:

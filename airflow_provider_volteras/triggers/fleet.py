@@ -9,8 +9,6 @@ deadline, and fires a single event with every vehicle's outcome once all ended o
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from typing import Any
@@ -85,17 +83,13 @@ class FleetCommandTrigger(BaseTrigger):
             f"<FleetCommandTrigger command={self.command!r} vehicles={len(self.executions)} deadline={self.deadline}>"
         )
 
-    async def _hold(self) -> None:
-        if self.hold_until is not None:
-            await asyncio.sleep(max(0.0, min(self.hold_until - time.time(), 60.0)))
-
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow_provider_volteras._core.events import error_payload
         from airflow_provider_volteras._core.waiting import final_read_grace
         from airflow_provider_volteras.exceptions import VolterasError
         from airflow_provider_volteras.failures import api_failure
         from airflow_provider_volteras.hooks._async import AsyncVolterasClient
-        from airflow_provider_volteras.lifecycle.watch import async_reader, watch_executions
+        from airflow_provider_volteras.lifecycle.watch import async_reader, hold, watch_executions
 
         command = self.command
         self.log.info("Waiting for %s on %d vehicle(s) until %s", command, len(self.executions), self.deadline)
@@ -113,12 +107,12 @@ class FleetCommandTrigger(BaseTrigger):
         except VolterasError as err:
             label = next(iter(self.executions)) if len(self.executions) == 1 else f"{len(self.executions)} vehicles"
             failure = api_failure(err, vehicle_id=label, command=command, sent=True)
-            await self._hold()
+            await hold(self.hold_until)
             yield TriggerEvent({"status": "error", "command": command, "error": error_payload(failure)})
             return
         done = sum(1 for o in outcomes.values() if o["status"] in ("EXECUTED", "FAILED"))
         self.log.info("%s: %d of %d execution(s) ended; firing one event", command, done, len(outcomes))
-        await self._hold()
+        await hold(self.hold_until)
         yield TriggerEvent({"status": "done", "command": command, "outcomes": list(outcomes.values())})
 
 
