@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 #: end within seconds, and a trigger that fires right after a deferral meets a scheduler race.
 WORKER_FIRST_SECONDS = 5.0
 #: A trigger fires no event sooner than this many seconds after the deferral, for the same race.
-TRIGGER_HOLD_SECONDS = 2.0
+TRIGGER_HOLD_SECONDS = 5.0
 
 #: Default retry-policy delays, longest first: the kind a failure reports when its vehicles differ.
 _DELAY_ORDER = (

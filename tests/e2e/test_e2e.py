@@ -100,10 +100,10 @@ def test_fleet_mixed_outcomes_retry_exactly_as_classified(
     ok = [f"e2e2-ok-{i:02d}" for i in range(12)]
     fatal = [f"e2e2-consent-{i:02d}" for i in range(3)] + ["sim-fail-OEM_OAUTH_TOKEN_EXPIRED-e2e2"]
     retryable = [f"e2e2-offline-{i:02d}" for i in range(5)]
-    # Every command stays PENDING for 10 s, so each task defers and its trigger fires well after the scheduler
-    # has taken in the deferral: a trigger firing within ~1 s exposes Airflow 3.3.2's stale defer-exit event race
-    # (state mismatch -> an unwanted retry; see state_mismatches()).
-    pending = 10.0
+    # Every command stays PENDING for 15 s: each task watches it in the worker for 5 s, defers, and its trigger
+    # fires about 10 s after the scheduler took in the deferral. A trigger firing within a few seconds exposes
+    # Airflow 3.3.2's stale defer-exit event race (state mismatch -> an unwanted retry; see state_mismatches()).
+    pending = 15.0
     for vid in ok:
         set_scenario(simulator, vid, outcome="EXECUTED", delay=pending)
     for vid in fatal[:-1]:
