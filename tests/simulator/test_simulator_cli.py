@@ -8,15 +8,27 @@ import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 READY = re.compile(r"^Volteras simulator listening on (http://127\.0\.0\.1:(\d+))$")
+#: How long the request in flight at the stop would take to be answered.
+SLOW_SECONDS = 120.0
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout} s")
+        time.sleep(0.02)
 
 
 def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
@@ -78,13 +90,31 @@ def test_cli_serves_and_stops_cleanly_on_signals(cli: tuple[subprocess.Popen[str
     assert created.json()["timeout"] == 60
     config = requests.get(f"{base_url}/_simulator/config").json()
     assert (config["defaultDelaySeconds"], config["clientSecret"]) == (0.05, "cli-secret")
+    # A request still in flight, answered only after SLOW_SECONDS: the stop must not wait for it.
+    requests.post(
+        f"{base_url}/_simulator/faults", json={"kind": "slow", "delaySeconds": SLOW_SECONDS}, timeout=5
+    ).raise_for_status()
+    outcome: list[BaseException | int] = []
+
+    def call() -> None:
+        try:
+            outcome.append(requests.get(f"{base_url}/v1/vehicles", headers=headers, timeout=SLOW_SECONDS).status_code)
+        except requests.RequestException as exc:
+            outcome.append(exc)
+
+    in_flight = threading.Thread(target=call, daemon=True)
+    in_flight.start()
+    wait_until(lambda: requests.get(f"{base_url}/_simulator/counters", timeout=5).json()["faultsApplied"] == 1)
     started = time.monotonic()
     proc.send_signal(signum)
-    assert proc.wait(5) == 0
-    assert time.monotonic() - started < 3
+    # Excluded: waiting for the in-flight request (SLOW_SECONDS); a slow machine adds seconds, not a minute.
+    assert proc.wait(SLOW_SECONDS / 2) == 0
+    assert time.monotonic() - started < SLOW_SECONDS / 2
     assert proc.stderr is not None and proc.stderr.read() == ""
+    in_flight.join(SLOW_SECONDS / 2)
+    assert len(outcome) == 1 and isinstance(outcome[0], requests.ConnectionError), outcome
     with pytest.raises(requests.ConnectionError):
-        requests.get(f"{base_url}/_simulator/health", timeout=1)
+        requests.get(f"{base_url}/_simulator/health", timeout=5)
 
 
 def test_cli_reports_a_busy_port() -> None:

@@ -132,10 +132,14 @@ def test_rate_limit_with_retry_after_seconds(client: Client, simulator: Simulato
 
 def test_rate_limit_with_retry_after_date(client: Client, simulator: SimulatorServer) -> None:
     simulator.state.add_fault("rate_limit", retry_after=3, retry_after_date=True)
+    before = time.time()
     answer = client.call("GET", "/v1/vehicles")
+    after = time.time()
     assert answer.status == 429
     when = email.utils.parsedate_to_datetime(answer.headers["retry-after"]).timestamp()
-    assert time.time() + 1 < when <= time.time() + 5
+    # 3 s after the moment the server answered (a whole second of HTTP date: rounded up), which lies
+    # between the call's start and end however long the call took.
+    assert before + 3 <= when <= after + 4
 
 
 def test_unauthorized_fault_rejects_a_fresh_token(client: Client, simulator: SimulatorServer) -> None:
@@ -149,12 +153,22 @@ def test_unauthorized_fault_rejects_a_fresh_token(client: Client, simulator: Sim
 def test_slow_fault_times_out_the_client_without_blocking_the_server(
     client: Client, simulator: SimulatorServer
 ) -> None:
-    simulator.state.add_fault("slow", delay=1.5, path="/oauth2/test-token")
-    started = time.monotonic()
-    with pytest.raises(client.read_timeout()):
-        client.call("POST", "/v1/oauth2/test-token", timeout=0.2)
-    other = client.call("GET", "/v1/vehicles", timeout=1)  # served while the slow one still sleeps
-    assert other.status == 200 and time.monotonic() - started < 1.5
+    # A server of its own: the slow request sleeps on after the test, and its stop ends it.
+    slow_seconds = 120.0
+    with SimulatorServer(port=0) as server:
+        own = Client(client.lib, server.base_url, Api(server.base_url).login())
+        try:
+            server.state.add_fault("slow", delay=slow_seconds, path="/oauth2/test-token")
+            with pytest.raises(own.read_timeout()):
+                own.call("POST", "/v1/oauth2/test-token", timeout=0.2)
+            # Served while the slow one still sleeps: a server blocked by it would answer only after
+            # 120 s, when this call has long timed out.
+            other = own.call("GET", "/v1/vehicles", timeout=slow_seconds / 2)
+            assert other.status == 200
+            [slow] = [e for e in server.state.request_log() if e["fault"] == "slow"]
+            assert slow["status"] is None, "the slow request was answered: nothing overlapped"
+        finally:
+            own.close()
     simulator.state.add_fault("slow", delay=0.3)
     started = time.monotonic()
     assert client.call("POST", "/v1/oauth2/test-token").status == 200

@@ -70,23 +70,36 @@ async def test_failed_event_carries_the_reason(sim):
 
 async def test_timeout_event_at_the_absolute_deadline(sim):
     execution_id = create(sim, "sim-stuck-t")
+    timeout = sim.state.config.command_timeout  # a sim-stuck command stays PENDING until then
+    assert timeout >= 300
     started = time.monotonic()
     payload = await first_event(make("sim-stuck-t", execution_id, seconds=2))
     elapsed = time.monotonic() - started
+    # The wait ended at its own 2 s deadline, still PENDING: not when the platform fails the command.
     assert payload["status"] == "timeout"
     assert payload["execution"]["status"] == "PENDING"
-    assert 1.5 <= elapsed < 10
+    assert elapsed >= 1.5  # the deadline was honoured, not cut short
+    # Excluded: waiting for the platform timeout (300 s) that ends a stuck command; a slow machine
+    # stretches a 2 s wait by seconds, not by minutes.
+    assert elapsed < timeout / 2, f"a 2 s wait took {elapsed:.0f} s"
 
 
 async def test_resumed_trigger_keeps_the_original_deadline(sim):
-    """A triggerer restart re-creates the trigger from its kwargs: the deadline does not move."""
+    """A triggerer restart re-creates the trigger from its kwargs: the deadline does not move.
+
+    The deadline passes while the trigger is "down": the resumed trigger must not open a new wait
+    (which starts with an immediate poll), only make the one short read that follows a deadline.
+    """
     execution_id = create(sim, "sim-stuck-r")
-    _, kwargs = make("sim-stuck-r", execution_id, seconds=1.5).serialize()
-    await asyncio.sleep(1.0)
-    started = time.monotonic()
+    _, kwargs = make("sim-stuck-r", execution_id, seconds=1).serialize()
+    deadline = datetime.fromisoformat(kwargs["deadline"]).timestamp()
+    await asyncio.sleep(max(0.0, deadline - time.time()) + 0.2)
+    assert time.time() > deadline
+    polls_before = sim.state.counters()["pollsByExecution"].get(execution_id, 0)
     payload = await first_event(CommandExecutionTrigger(**kwargs))
     assert payload["status"] == "timeout"
-    assert time.monotonic() - started < 1.4
+    # A moved deadline (one counted again from the restart) would poll at once and again at its end.
+    assert sim.state.counters()["pollsByExecution"].get(execution_id, 0) - polls_before <= 1
 
 
 async def test_a_lasting_404_gives_a_fatal_error_event(sim, monkeypatch):
@@ -134,14 +147,34 @@ async def test_concurrent_triggers_share_one_token_and_one_client(sim):
     assert not _async_client._POOL  # the shared client is closed when the last trigger ends
 
 
-async def test_polling_starts_fast_and_slows_down(sim):
+async def test_polling_starts_fast_and_slows_down(sim, monkeypatch):
+    from airflow_provider_volteras._core.waiting import WaitPlan
+
+    pauses: list[float] = []  # the pauses the trigger's schedule asked for before each poll
+    next_sleep = WaitPlan.next_sleep
+
+    def recorded(self, now=None):
+        pause = next_sleep(self, now)
+        if pause is not None:
+            pauses.append(pause)
+        return pause
+
+    monkeypatch.setattr(WaitPlan, "next_sleep", recorded)
     execution_id = create(sim, "car-slow", outcome="EXECUTED", delay=6)
     payload = await first_event(make("car-slow", execution_id, poll_interval=3))
     assert payload["status"] == "executed"
     polls = [e["time"] for e in sim.state.request_log() if e["method"] == "GET" and execution_id in e["path"]]
+    assert len(polls) == len(pauses)  # one poll after each pause, none besides
+    assert len(polls) <= 7  # a fixed 1 s poller would need 6-7; a fixed 0.5 s one 12 (load only lowers it)
+    # Fast at first: at once, then after about a second (not the 3 s poll_interval); then each pause
+    # grows by half (jitter shortens one by at most 10 %), never beyond poll_interval.
+    assert pauses[0] == 0 and 0.9 <= pauses[1] <= 1.0
+    for k, pause in enumerate(pauses[1:]):
+        assert 0.9 * min(1.5**k, 3) <= pause <= min(1.5**k, 3), pauses
+    assert max(pauses) <= 3
+    # The simulator saw the polls no closer together than those pauses: the trigger slept them.
     gaps = [b - a for a, b in itertools.pairwise(polls)]
-    assert len(polls) <= 7  # a fixed 1 s poller would need 6-7; a fixed 0.5 s one 12
-    assert gaps[0] < 1.5 and max(gaps) <= 3.5
+    assert all(gap >= pause - 0.01 for gap, pause in zip(gaps, pauses[1:], strict=True)), (gaps, pauses)
 
 
 async def test_waiting_in_the_worker_and_in_the_triggerer_fail_alike(sim, monkeypatch):
