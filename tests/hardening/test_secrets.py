@@ -118,15 +118,17 @@ def test_no_secret_or_token_leaks(
     capfd: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    from airflow_provider_volteras.triggers.fleet import FleetCommandTrigger
+
     serialized: list[Any] = []
-    serialize = CommandExecutionTrigger.serialize
+    for cls in (CommandExecutionTrigger, FleetCommandTrigger):  # the sensor's and the command operators'
 
-    def recording_serialize(self: CommandExecutionTrigger) -> tuple[str, dict[str, Any]]:
-        result = serialize(self)
-        serialized.append((result, repr(self)))
-        return result
+        def recording_serialize(self: Any, serialize: Any = cls.serialize) -> tuple[str, dict[str, Any]]:
+            result = serialize(self)
+            serialized.append((result, repr(self)))
+            return result
 
-    monkeypatch.setattr(CommandExecutionTrigger, "serialize", recording_serialize)
+        monkeypatch.setattr(cls, "serialize", recording_serialize)
     flow = install_dag("hardening_flow")
 
     # 1. success, through the deferrable operator, the sensor and two non-deferrable operators
