@@ -288,15 +288,15 @@ def report(rows: list[dict[str, Any]], *, command: str, started: dt.datetime, wa
             "are the simulator's `requestsByVehicle` for that vehicle (the token, cached, is not counted); "
             "wall time is `execute()`'s and includes the simulator's own work. **create**: the create is "
             "answered. **recovery**: the create's answer is lost (fault `drop_after` on the create POST, once), "
-            "so the adoption listing runs too, after the hook's jittered retry pause (it finds the execution "
-            "already ended: no status read). **unwindowed**: "
+            "so the adoption listing runs too, at once (the create is never POSTed again; the listing shows "
+            "it and it is adopted, then read once). **unwindowed**: "
             "`command_filter` patched to ignore `since` (the listings before the `createdAt >=` window: the "
             "whole history of the command on the vehicle, 100 per page, read newest first; the adoption "
             "listing stops at the first match, so only the listing before the create reads it all), and "
             "the provider's cap of 50 pages per listing lifted: with that cap, the unwindowed create on a "
             "vehicle with 10,000 past executions fails (`the listing still had more pages after 50 pages`) "
             "instead of being counted. Every run ended EXECUTED with one execution created. Wall times are "
-            "mostly waiting (the first status read 1 s after the create; the recovery's 0.5-1 s retry pause): "
+            "mostly waiting (the first status read 1 s after the create or the adoption): "
             "the listings' cost shows in the unwindowed column at 10,000. Nothing is asserted on time.",
             "",
             summary(rows),
