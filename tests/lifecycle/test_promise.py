@@ -470,3 +470,27 @@ def test_the_single_record_keeps_its_key_and_shape(sim: Any) -> None:
 class _Log:
     def __getattr__(self, name: str) -> Any:
         return lambda *args, **kwargs: None
+
+
+@pytest.mark.parametrize("shape", ["single", "fleet"])
+def test_a_rate_limited_failure_carries_the_vehicles_rate_limit_window(sim: Any, shape: str) -> None:
+    """The retry delay of a rate-limited FAILED honours the vehicle's rate-limit window, in fleets too."""
+    from airflow_provider_volteras.hooks.volteras import VolterasHook
+
+    vehicle = "sim-fail-OEM_RATE_LIMITED-d0.2"
+    windows = [r["windowSizeSeconds"] for r in VolterasHook().get_rate_limits(vehicle)]
+    if shape == "single":
+        op: Any = ClimateOffOperator(task_id="t", vehicle_id=vehicle, deferrable=False, timeout=10, poll_interval=0.5)
+    else:
+        op = VolterasFleetCommandOperator(
+            task_id="t",
+            vehicle_ids=[vehicle, "sim-ok-rate-window"],
+            command="CLIMATE_OFF",
+            deferrable=False,
+            timeout=10,
+            poll_interval=0.5,
+        )
+    with pytest.raises(VolterasRetryableCommandError) as info:
+        op.execute(context(Store(), op))
+    assert info.value.delay_kind == "rate_limited"
+    assert windows and info.value.rate_limit_window_seconds == max(windows)
