@@ -89,16 +89,19 @@ class CommandTaskMixin(VolterasTaskMixin):
             fatal_reasons=self.fatal_reasons,
         )
 
-    def records(self, context: Context, command: str, arguments: dict[str, Any] | None, label: str) -> Records:
-        return Records(
+    def records(self, context: Context, command: str, arguments: dict[str, Any] | None, vehicles: list[str]) -> Records:
+        """This task's record, read from the task state store."""
+        records = Records(
             context.get("task_state_store"),
             self.log,
             key=self.state_key,
             command=command,
             arguments=arguments,
             single=self.single,
-            label=label,
+            label=vehicles[0] if self.single else f"{len(vehicles)} vehicles",
         )
+        records.load()
+        return records
 
     def lifecycle(self, records: Records, spec: CommandSpec, arguments: dict[str, Any] | None) -> Lifecycle:
         from airflow_provider_volteras.lifecycle.vehicle import Lifecycle
@@ -130,9 +133,7 @@ class CommandTaskMixin(VolterasTaskMixin):
     ) -> list[Outcome] | list[Step]:
         """Prepare every vehicle, wait, and conclude (or defer). Without ``wait``, the prepared steps."""
         command = spec.command.value
-        label = vehicles[0] if self.single else f"{len(vehicles)} vehicles"
-        records = self.records(context, command, arguments, label)
-        records.load()
+        records = self.records(context, command, arguments, vehicles)
         lifecycle = self.lifecycle(records, spec, arguments)
         steps = lifecycle.prepare(vehicles)
         if not wait:
@@ -273,9 +274,7 @@ class CommandTaskMixin(VolterasTaskMixin):
     ) -> list[Outcome]:
         """After the trigger fired: every vehicle that was waited for must have an outcome from the event."""
         command = spec.command.value
-        label = vehicles[0] if self.single else f"{len(vehicles)} vehicles"
-        records = self.records(context, command, arguments, label)
-        records.load()
+        records = self.records(context, command, arguments, vehicles)
         judge = self.judge(command, arguments)
         if pending is None or settled is None:
             # ``dag.test()`` replaces the deferral's kwargs with the event: read them back from the record.

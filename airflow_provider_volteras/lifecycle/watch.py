@@ -183,7 +183,7 @@ async def hold(until: float | None) -> None:
         await asyncio.sleep(max(0.0, min(until - time.time(), 60.0)))
 
 
-def cut_at(until: float, what: str) -> VolterasTransportError:
+def cut_at(what: str) -> VolterasTransportError:
     return VolterasTransportError(f"reading {what} did not end by the wait's deadline", maybe_sent=True)
 
 
@@ -198,7 +198,7 @@ def async_reader(client: Any, command: str | None) -> Read:
         except VolterasError as err:
             return err
         except TimeoutError:
-            return cut_at(until, f"execution {execution_id}")
+            return cut_at(f"execution {execution_id}")
 
     return read
 
@@ -217,7 +217,7 @@ def thread_reader(hook: VolterasHook, command: str | None, concurrency: int) -> 
 
     async def read(vehicle_id: str, execution_id: str, until: float) -> dict[str, Any] | VolterasError:
         if time.time() >= until:
-            return cut_at(until, f"execution {execution_id}")
+            return cut_at(f"execution {execution_id}")
         async with gate:
             return await asyncio.to_thread(blocking, vehicle_id, execution_id, until)
 
