@@ -13,7 +13,8 @@ def connection_form_fields() -> dict[str, Any]:
     """The connection form's extra fields, made from the table the connection settings are checked with.
 
     Each field shows its default (as its initial value, so the form saves the default rather than a
-    null) and the same description the settings use, so the form and the code cannot drift apart.
+    null) and the same description the settings use, so the form and the code cannot drift apart. No
+    extra is required: every type admits null, which is how Airflow's form tells an optional field.
     """
     from airflow_provider_volteras._core.extras import BOOLEAN_EXTRAS, NUMERIC_EXTRAS, STRING_EXTRAS
 
@@ -24,7 +25,9 @@ def connection_form_fields() -> dict[str, Any]:
             "label": name.replace("_", " ").capitalize(),
             "description": f"{description} Default {default:g}, from {minimum:g} to {maximum:g}.",
             "schema": {
-                "type": "integer" if whole else "number",
+                # Optional: Airflow's form marks a field required (with a "*") unless its type admits null.
+                # The field starts at its default; emptied, it saves null, which the settings read as unset.
+                "type": ["integer" if whole else "number", "null"],
                 "minimum": minimum,
                 "maximum": maximum,
                 "default": int(default) if whole else default,
@@ -34,14 +37,14 @@ def connection_form_fields() -> dict[str, Any]:
         fields[name] = {
             "label": name.replace("_", " ").capitalize(),
             "description": f"{description} Default {'on' if flag else 'off'}.",
-            "schema": {"type": "boolean", "default": flag},
+            "schema": {"type": ["boolean", "null"], "default": flag},
         }
     for name, description in STRING_EXTRAS.items():
         fields[name] = {
             "label": name.replace("_", " ").capitalize(),
-            "description": f"{description} Empty: not used.",
-            # Optional: Airflow's form marks a field required unless its type admits null. Left empty, it
-            # is saved as "" (not null), which the settings read as "not set".
+            # The description says what an empty field means (it differs from one extra to the next).
+            "description": description,
+            # Left empty, it is saved as "" (not null), which the settings read as "not set".
             "schema": {"type": ["string", "null"], "default": ""},
         }
     return fields

@@ -23,9 +23,12 @@ BOOLEAN_EXTRAS: dict[str, tuple[bool, str]] = {
         "Share access tokens between the task processes of one machine and user, in an encrypted file.",
     ),
 }
+#: Text extras: name -> description, which says what an empty value means where that is not plain.
 STRING_EXTRAS: dict[str, str] = {
-    "ca_bundle": "Path to a CA bundle file used to verify TLS (for a TLS-inspecting proxy).",
-    "shared_cache_dir": "Directory of the shared token cache (default: ~/.cache/airflow-provider-volteras).",
+    "ca_bundle": "Path to a CA bundle file used to verify TLS (for a TLS-inspecting proxy). "
+    "Empty: the default CA certificates.",
+    "shared_cache_dir": "Directory of the shared token cache. "
+    "Empty: $XDG_CACHE_HOME/airflow-provider-volteras, or ~/.cache/airflow-provider-volteras without it.",
 }
 
 #: Former names, still read. Airflow masks the value of any extra whose name contains "token" (its
