@@ -51,7 +51,14 @@ def connection_form_fields() -> dict[str, Any]:
 
 
 def get_provider_info() -> dict[str, Any]:
-    """Provider metadata read by Airflow's ``apache_airflow_provider`` entry point (no heavy imports)."""
+    """Provider metadata read by Airflow's ``apache_airflow_provider`` entry point (no heavy imports).
+
+    Every module that defines a hook, operator, sensor or trigger is listed (``tests/test_provider.py``
+    walks the package to keep it so). The API-server plugin is not listed under ``plugins``: Airflow
+    loads a provider's ``plugins`` only with ``[core] lazy_discover_providers = False``, and then the
+    ``airflow.plugins`` entry point (which loads it with every setting) would register it a second time,
+    an import error. The entry point alone registers it once.
+    """
     return {
         "package-name": "airflow-provider-volteras",
         "name": "Volteras",
@@ -69,7 +76,13 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "Volteras", "python-modules": ["airflow_provider_volteras.hooks.volteras"]},
         ],
         "operators": [
-            {"integration-name": "Volteras", "python-modules": ["airflow_provider_volteras.operators.commands"]},
+            {
+                "integration-name": "Volteras",
+                "python-modules": [
+                    "airflow_provider_volteras.operators.commands",
+                    "airflow_provider_volteras.operators.fleet",
+                ],
+            },
         ],
         "sensors": [
             {
@@ -80,7 +93,10 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": "Volteras",
-                "python-modules": ["airflow_provider_volteras.triggers.command_execution"],
+                "python-modules": [
+                    "airflow_provider_volteras.triggers.command_execution",
+                    "airflow_provider_volteras.triggers.fleet",
+                ],
             },
         ],
         # ``volteras://vehicles/<id>/commands/<COMMAND>``: the asset an executed command records.
