@@ -16,7 +16,7 @@ def connection_form_fields() -> dict[str, Any]:
     null) and the same description the settings use, so the form and the code cannot drift apart. No
     extra is required: every type admits null, which is how Airflow's form tells an optional field.
     """
-    from airflow_provider_volteras._core.extras import BOOLEAN_EXTRAS, NUMERIC_EXTRAS, STRING_EXTRAS
+    from airflow_provider_volteras._core.extras import BOOLEAN_EXTRAS, NUMERIC_EXTRAS, SECRET_EXTRAS, STRING_EXTRAS
 
     fields: dict[str, Any] = {}
     for name, (default, minimum, maximum, description) in NUMERIC_EXTRAS.items():
@@ -47,6 +47,8 @@ def connection_form_fields() -> dict[str, Any]:
             # Left empty, it is saved as "" (not null), which the settings read as "not set".
             "schema": {"type": ["string", "null"], "default": ""},
         }
+        if name in SECRET_EXTRAS:  # a password field: Airflow masks it and keeps the stored value on save
+            fields[name]["schema"]["format"] = "password"
     return fields
 
 

@@ -253,15 +253,27 @@ def test_readme_documents_every_connection_extra(name):
 def test_the_form_airflow_serves_shows_every_default_unmasked():
     """What the API server's ``/ui/connections/hook_meta`` gives the connection form. Airflow masks the value
     of any extra whose name holds a sensitive word ("token", "secret", "proxy", ...): such an extra showed
-    "***" in the form and saved it. No extra may be named so."""
+    "***" in the form and saved it. No extra may be named so, except the secrets (``SECRET_EXTRAS``): they
+    are masked on purpose, and the "***" the form saves for an untouched one reads as "not set"."""
+    from types import SimpleNamespace
+
     from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+
+    from airflow_provider_volteras._core.extras import SECRET_EXTRAS
+    from airflow_provider_volteras._core.settings import ClientSettings
 
     (meta,) = [m for m in HookMetaService.hook_meta_data() if m.connection_type == "volteras"]
     fields = get_provider_info()["connection-types"][0]["conn-fields"]
     assert meta.extra_fields is not None
     served = {name: spec["value"] for name, spec in meta.extra_fields.items()}
-    assert served == {name: field["schema"]["default"] for name, field in fields.items()}
+    secrets = {name: served.pop(name) for name in SECRET_EXTRAS}
+    assert served == {name: field["schema"]["default"] for name, field in fields.items() if name not in SECRET_EXTRAS}
     assert "***" not in json.dumps(served)
+    assert all(fields[name]["schema"]["format"] == "password" for name in SECRET_EXTRAS)
+    # The form saved every field as served: the secrets' "***" placeholders turn nothing on.
+    saved = {**served, **secrets}
+    conn = SimpleNamespace(conn_id="c1", login="cid", password="s", host="", port=None, extra_dejson=saved)
+    assert ClientSettings.from_connection(conn).webhooks is False
 
 
 def test_former_extra_names_still_work_and_say_what_they_are_called_now():

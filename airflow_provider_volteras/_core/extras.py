@@ -14,6 +14,12 @@ NUMERIC_EXTRAS: dict[str, tuple[float, float, float, str]] = {
     "retry_max_wait": (60.0, 0.0, 3600.0, "Longest backoff between two retries, in seconds (Retry-After wins)."),
     "retry_total_seconds": (300.0, 1.0, 7200.0, "Give up retrying one request after this many seconds in all."),
     "refresh_lead": (60.0, 0.0, 3600.0, "Renew the access token this many seconds before it expires."),
+    "webhook_safety_poll": (
+        60.0,
+        5.0,
+        600.0,
+        "With webhooks on: seconds between the safety polls of a wait while webhooks flow.",
+    ),
 }
 BOOLEAN_EXTRAS: dict[str, tuple[bool, str]] = {
     "allow_insecure_http": (False, "Allow a plain http:// base URL to a non-loopback host (never for production)."),
@@ -29,7 +35,13 @@ STRING_EXTRAS: dict[str, str] = {
     "Empty: the default CA certificates.",
     "shared_cache_dir": "Directory of the shared token cache. "
     "Empty: $XDG_CACHE_HOME/airflow-provider-volteras, or ~/.cache/airflow-provider-volteras without it.",
+    "webhook_signing_secret": (
+        "Svix signing secret (whsec_...) of the command.updated webhook endpoint (see docs/webhooks.md)."
+    ),
+    "webhook_redis_conn_id": "Airflow redis connection of the webhook bus; with the signing secret, turns webhooks on.",
 }
+#: String extras that are secrets: masked in logs (their names hold "secret") and a password field in the form.
+SECRET_EXTRAS: frozenset[str] = frozenset({"webhook_signing_secret"})
 
 #: Former names, still read. Airflow masks the value of any extra whose name contains "token" (its
 #: secrets masker), so the connection form showed and saved "***" for these: they were renamed.

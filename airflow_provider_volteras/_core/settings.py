@@ -9,7 +9,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from airflow_provider_volteras._core.extras import BOOLEAN_EXTRAS, NUMERIC_EXTRAS, RENAMED_EXTRAS, STRING_EXTRAS
+from airflow_provider_volteras._core.extras import (
+    BOOLEAN_EXTRAS,
+    NUMERIC_EXTRAS,
+    RENAMED_EXTRAS,
+    SECRET_EXTRAS,
+    STRING_EXTRAS,
+)
 from airflow_provider_volteras.exceptions import (
     VolterasConfigurationError,
 )
@@ -70,6 +76,8 @@ def _as_number(name: str, value: Any, *, minimum: float, maximum: float) -> floa
 
 
 _FORM_PREFIX = "extra__volteras__"
+#: What Airflow shows (and the connection form saves back, untouched) for a secret extra: never a secret.
+MASKED_PLACEHOLDER = "***"
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,10 @@ class ClientSettings:
     conn_id: str = "volteras_default"
     token_cache: bool = True
     token_cache_dir: str = ""
+    #: Webhooks (docs/webhooks.md): on when both the signing secret and the bus's redis connection are set.
+    webhook_signing_secret: str = field(default="", repr=False)
+    webhook_redis_conn_id: str = ""
+    webhook_safety_poll: float = 60.0
 
     @classmethod
     def from_connection(cls, conn: Any) -> ClientSettings:
@@ -115,7 +127,7 @@ class ClientSettings:
             if v is not None and v != ""
         }
         extra = _renamed(conn_id, extra)
-        known = set(NUMERIC_EXTRAS) | set(BOOLEAN_EXTRAS) | set(STRING_EXTRAS)
+        known = set(NUMERIC_EXTRAS) | set(BOOLEAN_EXTRAS) | set(STRING_EXTRAS) | set(SECRET_EXTRAS)
         unknown = sorted(set(extra) - known)
         if unknown:
             raise VolterasConfigurationError(
@@ -131,6 +143,15 @@ class ClientSettings:
         if extra.get("ca_bundle"):
             verify = str(extra["ca_bundle"])
         base_url = validate_base_url(_host_to_url(conn), allow_insecure_http=flags["allow_insecure_http"])
+        signing_secret = str(extra.get("webhook_signing_secret") or "").strip()
+        if signing_secret == MASKED_PLACEHOLDER:  # the form's placeholder for an empty secret field, saved as is
+            signing_secret = ""
+        redis_conn_id = str(extra.get("webhook_redis_conn_id") or "").strip()
+        if bool(signing_secret) != bool(redis_conn_id):
+            raise VolterasConfigurationError(
+                f"Connection '{conn_id}': webhooks need both extras webhook_signing_secret and "
+                "webhook_redis_conn_id (set both to turn webhooks on, or neither)."
+            )
         return cls(
             base_url=base_url,
             client_id=client_id,
@@ -145,6 +166,9 @@ class ClientSettings:
             conn_id=conn_id,
             token_cache=flags["shared_cache"],
             token_cache_dir=os.path.expanduser(str(extra.get("shared_cache_dir") or "")),
+            webhook_signing_secret=signing_secret,
+            webhook_redis_conn_id=redis_conn_id,
+            webhook_safety_poll=numbers["webhook_safety_poll"],
         )
 
     @property
@@ -157,7 +181,12 @@ class ClientSettings:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        return (self.client_secret,)
+        return tuple(s for s in (self.client_secret, self.webhook_signing_secret) if s)
+
+    @property
+    def webhooks(self) -> bool:
+        """Whether waits listen to the ``command.updated`` webhook (through the bus) besides polling."""
+        return bool(self.webhook_redis_conn_id and self.webhook_signing_secret)
 
 
 def missing_connection_message(conn_id: str) -> str:

@@ -119,7 +119,8 @@ class AsyncVolterasClient:
             except AirflowNotFoundException:
                 raise VolterasConfigurationError(missing_connection_message(conn_id)) from None
             settings = ClientSettings.from_connection(conn)
-            await _mask(settings.client_secret)
+            for secret in settings.secrets:
+                await _mask(secret)
             known[conn_id] = (settings, time.monotonic() + SETTINGS_TTL)
         async with cls.lend(settings, log) as client:
             yield client

@@ -114,7 +114,8 @@ class VolterasHook(BaseHook):
         except AirflowNotFoundException:
             raise VolterasConfigurationError(missing_connection_message(self.volteras_conn_id)) from None
         settings = ClientSettings.from_connection(conn)
-        _mask(settings.client_secret)
+        for secret in settings.secrets:
+            _mask(secret)
         return settings
 
     @cached_property
