@@ -138,9 +138,16 @@ def list_executions_request(
     max_page_size: int | None = None,
     page_token: str | None = None,
 ) -> ApiRequest:
+    text = None if filter is None else filter if isinstance(filter, str) else json.dumps(filter, separators=(",", ":"))
+    params = page_params(text, max_page_size, page_token)
+    return ApiRequest("GET", f"/v1/vehicles/{_seg(validate_id(vehicle_id))}/command-executions", params=params or None)
+
+
+def page_params(filter_text: str | None, max_page_size: int | None, page_token: str | None) -> dict[str, str]:
+    """The query of one page of a paginated listing: ``filter`` (JSON text), ``maxPageSize``, ``pageToken``."""
     params: dict[str, str] = {}
-    if filter is not None:
-        params["filter"] = filter if isinstance(filter, str) else json.dumps(filter, separators=(",", ":"))
+    if filter_text is not None:
+        params["filter"] = filter_text
     if max_page_size is not None:
         if (
             isinstance(max_page_size, bool)
@@ -151,7 +158,7 @@ def list_executions_request(
         params["maxPageSize"] = str(max_page_size)
     if page_token:
         params["pageToken"] = page_token
-    return ApiRequest("GET", f"/v1/vehicles/{_seg(validate_id(vehicle_id))}/command-executions", params=params or None)
+    return params
 
 
 #: Pages one listing may read: with ``MAX_PAGE_SIZE`` results each, 5,000 executions.

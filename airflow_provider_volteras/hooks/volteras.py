@@ -24,12 +24,26 @@ from airflow_provider_volteras._core.answers import (
     parse_rate_limits,
 )
 from airflow_provider_volteras._core.basics import DEFAULT_POLL_INTERVAL, STATUS_PENDING
+from airflow_provider_volteras._core.custom import IDEMPOTENT_METHODS, custom_request, parse_any_answer, resend_safe
 from airflow_provider_volteras._core.intent import arguments_match, describe_arguments, issued_id
 from airflow_provider_volteras._core.retry import retry_kwargs
 from airflow_provider_volteras._core.settings import ClientSettings, missing_connection_message
 from airflow_provider_volteras._core.tokens import TOKEN_CACHE, RenewToken, call_flow, renew_flow
+from airflow_provider_volteras._core.vehicles import (
+    Tag,
+    Vehicle,
+    VehicleSelection,
+    check_selected,
+    describe_selected,
+    list_vehicles_request,
+    parse_tags,
+    parse_vehicle_page,
+    read_pages,
+    vehicle_tags_request,
+)
 from airflow_provider_volteras._core.waiting import final_read_grace
 from airflow_provider_volteras._core.wire import (
+    MAX_LISTING_PAGES,
     MAX_PAGE_SIZE,
     READ_CHUNK,
     RECENT_WINDOW,
@@ -636,6 +650,140 @@ class VolterasHook(BaseHook):
             )
         )
         return final
+
+    # -- vehicles, tags, vehicle selections, and any other endpoint ---------------------------------
+
+    def list_vehicles(
+        self,
+        *,
+        filter: Any = None,  # noqa: A002 - the API's name
+        tag: Any = None,
+        max_page_size: int = MAX_PAGE_SIZE,
+        max_pages: int = MAX_LISTING_PAGES,
+    ) -> Iterator[Vehicle]:
+        """The organization's vehicles (``GET /v1/vehicles``), following ``nextPageToken`` lazily.
+
+        ``tag``: only vehicles with this tag, ``"key=value"`` (or ``{"key": ..., "value": ...}``).
+        ``filter``: the API's JSON listing filter on vehicle fields, e.g.
+        ``{"field": "model", "operator": "==", "value": "i4"}``. At most ``max_pages`` pages are read and a
+        repeated page token ends the listing (``VolterasUnexpectedResponseError``), as for executions.
+        Arguments are checked now; pages are fetched as you iterate.
+        """
+        first = list_vehicles_request(filter=filter, tag=tag, max_page_size=max_page_size)
+
+        def fetch(request: ApiRequest) -> tuple[list[Vehicle], str | None]:
+            page = self._request(request, parse_vehicle_page)
+            return page.results, page.next_token
+
+        def follow(token: str) -> ApiRequest:
+            return list_vehicles_request(filter=filter, tag=tag, max_page_size=max_page_size, page_token=token)
+
+        return read_pages(first, fetch, follow, max_pages)
+
+    def get_vehicle_tags(self, vehicle_id: str) -> list[Tag]:
+        """The vehicle's tags (``GET /v1/tags/DEVICE/{vehicle_id}``), each ``{"key": ..., "value": ...}``."""
+        return self._request(vehicle_tags_request(vehicle_id), parse_tags)
+
+    def select_vehicles(
+        self,
+        *,
+        vehicle_ids: Any = None,
+        tag: Any = None,
+        vehicle_filter: Any = None,
+        max_vehicles: int | None = None,
+        verify_tags: bool = True,
+    ) -> list[str]:
+        """The vehicle ids of a selection, resolved now: exactly one of ``vehicle_ids`` (checked, not looked
+        up), ``tag`` or ``vehicle_filter`` (listed from ``GET /v1/vehicles``). Sends no command: this is how
+        to preview what a fleet task would act on. See :meth:`resolve_selection`."""
+        selection = VehicleSelection.of(vehicle_ids=vehicle_ids, tag=tag, vehicle_filter=vehicle_filter)
+        return self.resolve_selection(selection, max_vehicles=max_vehicles, verify_tags=verify_tags)
+
+    def resolve_selection(
+        self, selection: VehicleSelection, *, max_vehicles: int | None = None, verify_tags: bool = True
+    ) -> list[str]:
+        """The ids of ``selection`` in the API's order, duplicates dropped.
+
+        An empty selection, or one above ``max_vehicles`` (default: 1,000 for a tag or a filter, no cap for
+        given ids), raises ``VolterasInvalidInputError`` naming the count and the cap; a listing stops being
+        read once it is too big (its ``totalResults`` says so, or the vehicles read so far). With
+        ``verify_tags``, every vehicle a tag listing returned is checked to carry that tag
+        (``GET /v1/tags/DEVICE/{id}``, 8 at a time): an answer that is not about the tag asked for raises
+        ``VolterasUnexpectedResponseError`` rather than reach vehicles outside it.
+        """
+        cap = selection.cap(max_vehicles)
+        at_least = False
+        if not selection.listed:
+            ids = list(selection.value)
+            count = len(ids)
+        else:
+            total: list[int | None] = []
+
+            def fetch(request: ApiRequest) -> tuple[list[Vehicle], str | None]:
+                page = self._request(request, parse_vehicle_page)
+                total.append(page.total)
+                return page.results, page.next_token
+
+            pages = max(MAX_LISTING_PAGES, (cap or 0) // MAX_PAGE_SIZE + 2)
+            seen: dict[str, None] = {}
+            for vehicle in read_pages(selection.request(), fetch, lambda t: selection.request(page_token=t), pages):
+                seen[vehicle["id"]] = None  # a page boundary may repeat a vehicle: counted once
+                if cap is not None and ((total[0] or 0) > cap or len(seen) > cap):
+                    break
+            ids = list(seen)
+            count = len(ids)
+            if cap is not None and (total[0] or 0) > max(cap, count):
+                count = cast(int, total[0])
+            elif cap is not None and count > cap:
+                at_least = True
+        check_selected(selection, count, cap, at_least=at_least)
+        if selection.kind == "tag" and verify_tags:
+            self._verify_tagged(ids, selection.value)
+        self.log.info("%s", describe_selected(selection, ids))
+        return ids
+
+    def _verify_tagged(self, ids: list[str], tag: Tag) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(8, len(ids)), thread_name_prefix="volteras-tags") as pool:
+            for vid, tags in zip(ids, pool.map(self.get_vehicle_tags, ids), strict=True):
+                if tag not in tags:
+                    shown = ", ".join(f"{t['key']}={t['value']}" for t in tags[:10]) or "none"
+                    raise VolterasUnexpectedResponseError(
+                        f"the vehicle listing for tag {tag['key']}={tag['value']} returned vehicle {vid}, whose "
+                        f"tags ({shown[:300]}) do not include it; the selection is refused and nothing was sent",
+                        method="GET",
+                        path="/v1/vehicles",
+                    )
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+    ) -> Any:
+        """Call any endpoint of the API with this connection: ``hook.request("GET", "/v1/vehicles/<id>/telemetry")``.
+
+        ``path`` is below the connection's base URL (ids percent-encoded, e.g. with ``urllib.parse.quote``);
+        ``params`` is the query, ``json`` the JSON body. The same bearer token (renewed on a 401), timeouts and
+        error mapping as every other call: the answer's JSON (``None`` for an empty body), or a typed
+        ``VolterasApiError`` (by the API's error code first, the HTTP status second), ``VolterasTransportError``.
+        GET, HEAD, OPTIONS, PUT and DELETE are retried on transient failures (connection errors, timeouts,
+        5xx, 429 with ``Retry-After``); POST and PATCH are retried only when the attempt certainly was not
+        applied (no connection was made, or a 429), never after a timeout or a 5xx. Commands are not sent
+        through this method (``VolterasInvalidInputError``): use the command operators or
+        :meth:`create_command_execution`.
+        """
+        call = custom_request(method, path, params=params, json_body=json)
+        if call.method in IDEMPOTENT_METHODS:
+            return self._request(call, parse_any_answer)
+        policy = retry_kwargs(self.settings, self.log, deadline=self._deadline())
+        for attempt in tenacity.Retrying(**{**policy, "retry": tenacity.retry_if_exception(resend_safe)}):
+            with attempt:
+                return parse_any_answer(self._call(call), call)
+        raise AssertionError("unreachable")  # pragma: no cover
 
 
 class _CreateMayBeApplied(Exception):  # a control-flow signal, never seen by users

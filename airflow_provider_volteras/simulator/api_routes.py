@@ -15,13 +15,14 @@ import math
 import uuid
 from collections.abc import Awaitable, Callable
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
+from .constants import MAX_TAG_LENGTH
 from .middleware import REQUEST_ID_KEY
 from .state import (
     COMMAND_SLUGS,
@@ -29,6 +30,7 @@ from .state import (
     SimulatorState,
 )
 
+_Model = TypeVar("_Model", bound=BaseModel)
 _API_TAGS: list[str | Enum] = ["Connect API"]
 _CONTROL_TAGS: list[str | Enum] = ["Simulator control"]
 #: What every simulated vehicle accepts (the API documents no bounds): finite temperatures, 0-100 %.
@@ -56,6 +58,17 @@ _PAYLOADS: dict[str, type[BaseModel]] = {
     "SET_TEMPERATURE": SetTemperaturePayload,
     "SET_CHARGE_LIMIT": SetChargeLimitPayload,
 }
+
+
+class PublicTagEntityTypes(str, Enum):
+    DEVICE = "DEVICE"
+
+
+class PublicTagCreate(BaseModel):
+    key: str = Field(max_length=MAX_TAG_LENGTH)
+    value: str = Field(max_length=MAX_TAG_LENGTH)
+    objectType: PublicTagEntityTypes
+    objectId: str
 
 
 # --------------------------------------------------------------------------- helpers
@@ -114,16 +127,8 @@ def _validate_range(name: str, value: float, low: float, high: float) -> None:
         )
 
 
-def _parse_payload(
-    command: str, body: bytes, vehicle_id: str = "", *, clamped_limit: bool = False
-) -> dict[str, Any] | Response | None:
-    """Validate a command body: the arguments, a FastAPI-style 422, or None (no payload).
-
-    ``clamped_limit``: the platform clamps charge limits (any integer is accepted).
-    """
-    model = _PAYLOADS.get(command)
-    if model is None:
-        return None
+def _parse_body(model: type[_Model], body: bytes) -> _Model | Response:
+    """A JSON body validated by ``model``, or FastAPI's own 422 for a missing, malformed or invalid one."""
     if not body.strip():
         return _detail_422([{"type": "missing", "loc": ["body"], "msg": "Field required", "input": None}])
     try:
@@ -134,13 +139,40 @@ def _parse_payload(
         error["ctx"] = {"error": str(getattr(exc, "msg", exc))}
         return _detail_422([error])
     try:
-        parsed = model.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
         errors = [
             {**{k: v for k, v in err.items() if k != "ctx"}, "loc": ["body", *err["loc"]]}
             for err in exc.errors(include_url=False)
         ]
         return _detail_422(json.loads(json.dumps(errors, default=str)))
+
+
+def _required_query(request: Request, *names: str) -> list[str]:
+    """The values of required query parameters; ``REQUEST_VALIDATION_ERROR`` naming every missing one."""
+    missing = [name for name in names if not request.query_params.get(name)]
+    if missing:
+        raise SimulatorError(
+            "REQUEST_VALIDATION_ERROR",
+            f"missing query parameter(s): {', '.join(missing)}",
+            data={"detail": [_loc_error("missing", ["query", name], "Field required", None) for name in missing]},
+        )
+    return [request.query_params[name] for name in names]
+
+
+def _parse_payload(
+    command: str, body: bytes, vehicle_id: str = "", *, clamped_limit: bool = False
+) -> dict[str, Any] | Response | None:
+    """Validate a command body: the arguments, a FastAPI-style 422, or None (no payload).
+
+    ``clamped_limit``: the platform clamps charge limits (any integer is accepted).
+    """
+    model = _PAYLOADS.get(command)
+    if model is None:
+        return None
+    parsed = _parse_body(model, body)
+    if isinstance(parsed, Response):
+        return parsed
     arguments = parsed.model_dump()
     strict = vehicle_id.startswith(STRICT_PREFIX)
     if isinstance(parsed, SetTemperaturePayload):
@@ -240,6 +272,8 @@ def add_api_routes(api: FastAPI, state: SimulatorState) -> None:
             max_page_size=_query_int(request, "maxPageSize"),
             page_token=request.query_params.get("pageToken") or None,
             filter_json=request.query_params.get("filter"),
+            tag_key=request.query_params.get("tagKey"),
+            tag_value=request.query_params.get("tagValue"),
         )
         return _json(page)
 
@@ -251,11 +285,26 @@ def add_api_routes(api: FastAPI, state: SimulatorState) -> None:
     @api.get("/v1/rate-limits", tags=_API_TAGS)
     async def get_rate_limits(request: Request) -> Response:
         state.authenticate(request.headers.get("authorization"))
-        missing = [name for name in ("objectId", "domain") if not request.query_params.get(name)]
-        if missing:
-            raise SimulatorError(
-                "REQUEST_VALIDATION_ERROR",
-                f"missing query parameter(s): {', '.join(missing)}",
-                data={"detail": [_loc_error("missing", ["query", name], "Field required", None) for name in missing]},
-            )
-        return _json(state.rate_limits(request.query_params["objectId"], request.query_params["domain"]))
+        object_id, domain = _required_query(request, "objectId", "domain")
+        return _json(state.rate_limits(object_id, domain))
+
+    @api.post("/v1/tags", tags=_API_TAGS)
+    async def add_tag_to_entity(request: Request) -> Response:
+        state.authenticate(request.headers.get("authorization"))
+        parsed = _parse_body(PublicTagCreate, await request.body())
+        if isinstance(parsed, Response):
+            return parsed
+        state.add_tag(parsed.objectType.value, parsed.objectId, parsed.key, parsed.value)
+        return _json(None)
+
+    @api.delete("/v1/tags", tags=_API_TAGS)
+    async def remove_tag_from_entity(request: Request) -> Response:
+        state.authenticate(request.headers.get("authorization"))
+        key, value, entity_type, entity_id = _required_query(request, "key", "value", "entityType", "entityId")
+        state.remove_tag(entity_type, entity_id, key, value)
+        return _json(None)
+
+    @api.get("/v1/tags/{entity_type}/{entity_id}", tags=_API_TAGS)
+    async def get_tags(request: Request, entity_type: str, entity_id: str) -> Response:
+        state.authenticate(request.headers.get("authorization"))
+        return _json(state.tags(entity_type, entity_id))

@@ -135,6 +135,16 @@ DEMO_VEHICLE_IDS: tuple[str, ...] = (
     "sim-fail-OEM_VEHICLE_OFFLINE-demo",
     "sim-stuck-demo",
 )
+#: Tags the demo vehicles carry after every reset, ``(vehicle id, key, value)``: ``fleet=demo`` selects the
+#: two that execute, ``fleet=demo-mixed`` all four (one fails retryably, one stays pending).
+DEMO_TAGS: tuple[tuple[str, str, str], ...] = (
+    ("sim-ok-demo-1", "fleet", "demo"),
+    ("sim-ok-demo-2", "fleet", "demo"),
+    *((vehicle_id, "fleet", "demo-mixed") for vehicle_id in DEMO_VEHICLE_IDS),
+)
+#: The only entity type the tags endpoints take (``PublicTagEntityTypes``), and the longest key or value.
+TAG_ENTITY_TYPES: tuple[str, ...] = ("DEVICE",)
+MAX_TAG_LENGTH = 150
 
 MAGIC_VEHICLE_IDS = """\
 Magic vehicle ids (an explicit scenario always wins over them):

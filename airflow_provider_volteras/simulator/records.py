@@ -91,6 +91,11 @@ class _Vehicle:
     index: int
     executions: list[_Execution] = field(default_factory=list)
     create_times: deque[float] = field(default_factory=deque)
+    #: ``(key, value)`` pairs, in the order added; a pair is held once.
+    tags: list[tuple[str, str]] = field(default_factory=list)
+
+    def has_tag(self, key: str, value: str | None) -> bool:
+        return any(k == key and (value is None or v == value) for k, v in self.tags)
 
     def to_api(self) -> dict[str, Any]:
         digest = hashlib.sha256(self.id.encode()).digest()

@@ -39,9 +39,12 @@ from .constants import (
     DEFAULT_RATE_LIMIT_MAX,
     DEFAULT_RATE_LIMIT_WINDOW,
     DEFAULT_SCOPES,
+    DEMO_TAGS,
     DEMO_VEHICLE_IDS,
+    MAX_TAG_LENGTH,
     PLATFORM_TIMEOUT_REASON,
     RATE_LIMIT_KEY,
+    TAG_ENTITY_TYPES,
     VEHICLE_COMMANDS,
     SimulatorConfig,
     SimulatorError,
@@ -191,6 +194,8 @@ class SimulatorState:
         if self._seed:
             for vehicle_id in DEMO_VEHICLE_IDS:
                 self._vehicle(vehicle_id)
+            for vehicle_id, key, value in DEMO_TAGS:
+                self._vehicle(vehicle_id).tags.append((key, value))
 
     def _reset_counters(self) -> None:
         self._counts: dict[str, int] = dict.fromkeys(
@@ -395,13 +400,27 @@ class SimulatorState:
             return self._vehicle(vehicle_id).to_api()
 
     def list_vehicles(
-        self, *, max_page_size: int | None = None, page_token: str | None = None, filter_json: str | None = None
+        self,
+        *,
+        max_page_size: int | None = None,
+        page_token: str | None = None,
+        filter_json: str | None = None,
+        tag_key: str | None = None,
+        tag_value: str | None = None,
     ) -> dict[str, Any]:
-        """Answer ``GET /v1/vehicles``: vehicles in the order first seen."""
+        """Answer ``GET /v1/vehicles``: vehicles in the order first seen; with ``tag_key`` only those with a
+        tag of that key (and ``tag_value``, when given; a value without a key is refused)."""
         with self._lock:
             node, key = parse_filter(filter_json, VEHICLE_FIELDS)
+            if tag_value is not None and tag_key is None:
+                raise _validation("tagValue needs tagKey", field="tagValue")
+            if tag_key is not None:
+                # A page token is for one query: another tag between pages is a changed filter.
+                key = f"{key}|tag:{tag_key}={tag_value if tag_value is not None else '*'}"
 
             def match(vehicle: _Vehicle) -> bool:
+                if tag_key is not None and not vehicle.has_tag(tag_key, tag_value):
+                    return False
                 return node is None or node.matches(dict_getter(vehicle.to_api()))
 
             page, next_token, total = paginate(
@@ -415,6 +434,45 @@ class SimulatorState:
                 generation=self._generation,
             )
             return {"results": [v.to_api() for v in page], "nextPageToken": next_token, "totalResults": total}
+
+    # ------------------------------------------------------------------ tags
+
+    def _tag_target(self, entity_type: str, entity_id: str) -> _Vehicle:
+        if entity_type not in TAG_ENTITY_TYPES:
+            raise _validation(f"invalid entity type {entity_type!r}", allowedValues=list(TAG_ENTITY_TYPES))
+        return self._vehicle(entity_id)
+
+    @staticmethod
+    def _check_tag(key: Any, value: Any) -> tuple[str, str]:
+        for name, text in (("key", key), ("value", value)):
+            if not isinstance(text, str):
+                raise _validation(f"tag {name} must be a string", field=name)
+            if len(text) > MAX_TAG_LENGTH:
+                raise _validation(f"tag {name} must be at most {MAX_TAG_LENGTH} characters", field=name)
+        return key, value
+
+    def add_tag(self, entity_type: str, entity_id: str, key: str, value: str) -> None:
+        """Answer ``POST /v1/tags``: tag the vehicle (adding a pair it already has changes nothing)."""
+        with self._lock:
+            pair = self._check_tag(key, value)
+            vehicle = self._tag_target(entity_type, entity_id)
+            if pair not in vehicle.tags:
+                vehicle.tags.append(pair)
+
+    def remove_tag(self, entity_type: str, entity_id: str, key: str, value: str) -> None:
+        """Answer ``DELETE /v1/tags``: remove the pair from the vehicle (``RESOURCE_NOT_FOUND`` if it has none)."""
+        with self._lock:
+            pair = self._check_tag(key, value)
+            vehicle = self._tag_target(entity_type, entity_id)
+            if pair not in vehicle.tags:
+                raise _not_found(f"vehicle {entity_id!r} has no tag {key}={value}")
+            vehicle.tags.remove(pair)
+
+    def tags(self, entity_type: str, entity_id: str) -> dict[str, Any]:
+        """Answer ``GET /v1/tags/{entity_type}/{entity_id}``: ``{"tags": [{"key", "value"}, ...]}``."""
+        with self._lock:
+            vehicle = self._tag_target(entity_type, entity_id)
+            return {"tags": [{"key": k, "value": v} for k, v in vehicle.tags]}
 
     # ------------------------------------------------------------------ commands
 

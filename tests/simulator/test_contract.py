@@ -434,3 +434,96 @@ def test_malformed_payloads_answer_fastapi_validation_errors(contract: Contract,
         assert response.status_code == 422, body
         contract.check_component("HTTPValidationError", response.json())
         assert response.json()["detail"], body
+
+
+# --------------------------------------------------------------------------- vehicles by tag, and the tags routes
+
+TAGS_PATH = "/v1/tags"
+ENTITY_TAGS_PATH = "/v1/tags/{entity_type}/{entity_id}"
+
+
+def test_the_documented_tag_routes_and_listing_parameters_are_served(contract: Contract, api: Api) -> None:
+    served = api.get("/_simulator/openapi.json").json()["paths"]
+    for path in (TAGS_PATH, ENTITY_TAGS_PATH):
+        documented = {m for m in contract.doc["paths"][path] if m in ("get", "post", "put", "patch", "delete")}
+        assert set(served[path]) == documented, path
+    listing = {p["name"] for p in contract.operation("/v1/vehicles", "get")["parameters"]}
+    assert listing == {"maxPageSize", "pageToken", "filter", "tagKey", "tagValue"}
+
+
+def test_tag_routes_answer_the_documented_shapes(contract: Contract, api: Api) -> None:
+    body = {"key": "fleet", "value": "north", "objectType": "DEVICE", "objectId": "sim-ok-north-1"}
+    contract.check_component("PublicTagCreate", body)
+    added = api.post(TAGS_PATH, json=body)
+    assert added.status_code == 200, added.text
+    contract.check_response(TAGS_PATH, "post", added.json())
+    again = api.post(TAGS_PATH, json=body)  # the same pair twice: still one tag
+    assert again.status_code == 200
+    tags = api.get("/v1/tags/DEVICE/sim-ok-north-1")
+    assert tags.status_code == 200
+    contract.check_response(ENTITY_TAGS_PATH, "get", tags.json())
+    assert tags.json() == {"tags": [{"key": "fleet", "value": "north"}]}
+
+    page = api.get("/v1/vehicles", params={"tagKey": "fleet", "tagValue": "north"})
+    contract.check_response("/v1/vehicles", "get", page.json())
+    assert [v["id"] for v in page.json()["results"]] == ["sim-ok-north-1"]
+    assert page.json()["totalResults"] == 1 and page.json()["nextPageToken"] is None
+
+    removed = api.request(
+        "DELETE",
+        TAGS_PATH,
+        params={**{k: body[k] for k in ("key", "value")}, "entityType": "DEVICE", "entityId": "sim-ok-north-1"},
+    )
+    assert removed.status_code == 200, removed.text
+    contract.check_response(TAGS_PATH, "delete", removed.json())
+    assert api.get("/v1/tags/DEVICE/sim-ok-north-1").json() == {"tags": []}
+    after = api.get("/v1/vehicles", params={"tagKey": "fleet", "tagValue": "north"}).json()
+    contract.check_response("/v1/vehicles", "get", after)
+    assert after["results"] == [] and after["totalResults"] == 0
+
+
+def test_a_tag_listing_pages_like_any_listing(contract: Contract, api: Api) -> None:
+    for i in range(5):
+        assert (
+            api.post(
+                TAGS_PATH, json={"key": "site", "value": "b", "objectType": "DEVICE", "objectId": f"sim-ok-site-{i}"}
+            ).status_code
+            == 200
+        )
+    ids: list[str] = []
+    params: dict[str, Any] = {"tagKey": "site", "tagValue": "b", "maxPageSize": 2}
+    while True:
+        page = api.get("/v1/vehicles", params=params).json()
+        contract.check_response("/v1/vehicles", "get", page)
+        assert page["totalResults"] == 5
+        ids += [v["id"] for v in page["results"]]
+        if not page["nextPageToken"]:
+            break
+        params["pageToken"] = page["nextPageToken"]
+    assert ids == [f"sim-ok-site-{i}" for i in range(5)]
+
+
+def test_tag_routes_answer_registered_errors(contract: Contract, api: Api) -> None:
+    def expect(response: requests.Response, path: str, method: str, code: str, status: int) -> None:
+        assert (contract.check_error(response, path, method), response.status_code) == (code, status), response.text
+
+    expect(api.get("/v1/tags/DEVICE/sim-missing-1"), ENTITY_TAGS_PATH, "get", "RESOURCE_NOT_FOUND", 404)
+    expect(api.get("/v1/tags/ACCOUNT/sim-ok-1"), ENTITY_TAGS_PATH, "get", "REQUEST_VALIDATION_ERROR", 422)
+    gone = {"key": "fleet", "value": "nowhere", "entityType": "DEVICE", "entityId": "sim-ok-demo-1"}
+    expect(api.request("DELETE", TAGS_PATH, params=gone), TAGS_PATH, "delete", "RESOURCE_NOT_FOUND", 404)
+    expect(
+        api.request("DELETE", TAGS_PATH, params={"key": "fleet"}), TAGS_PATH, "delete", "REQUEST_VALIDATION_ERROR", 422
+    )
+    body = {"key": "fleet", "value": "x", "objectType": "DEVICE", "objectId": "sim-missing-2"}
+    expect(api.post(TAGS_PATH, json=body), TAGS_PATH, "post", "RESOURCE_NOT_FOUND", 404)
+    expect(api.get("/v1/vehicles", params={"tagValue": "demo"}), "/v1/vehicles", "get", "REQUEST_VALIDATION_ERROR", 422)
+    # Bodies the document's PublicTagCreate refuses answer FastAPI's own validation error.
+    for bad in (
+        {**body, "objectType": "ACCOUNT"},
+        {**body, "key": "k" * 151},
+        {"key": "fleet", "value": "x", "objectType": "DEVICE"},
+    ):
+        assert not contract.is_valid_component("PublicTagCreate", bad)
+        response = api.post(TAGS_PATH, json=bad)
+        assert response.status_code == 422, bad
+        contract.check_component("HTTPValidationError", response.json())
