@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -177,6 +178,14 @@ def test_a_connection_added_in_the_form_tests_green_from_the_list(
         | {name: flag for name, (flag, _) in BOOLEAN_EXTRAS.items()}
         | dict.fromkeys(STRING_EXTRAS, "")
     ), shown
+    # Nothing optional is marked required: no extra's label carries the form's required "*".
+    labels = {}
+    for name in (*NUMERIC_EXTRAS, *BOOLEAN_EXTRAS, *STRING_EXTRAS):
+        title = name.replace("_", " ").capitalize()
+        label = form.locator("label").filter(has_text=re.compile(rf"^\s*{re.escape(title)}\s*\*?\s*$", re.IGNORECASE))
+        labels[name] = " ".join(label.first.inner_text().split())
+    record["extra_labels"] = labels
+    assert [name for name, text in labels.items() if text.endswith("*")] == [], labels
     docs_shot(page, "connection-form")
     save = form.get_by_role("button", name="Save")
     assert save.is_enabled(), "the form cannot be saved with only the required fields filled in"
