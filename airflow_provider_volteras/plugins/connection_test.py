@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 
 from airflow.sdk.plugins_manager import AirflowPlugin
 
+from airflow_provider_volteras.webhooks.receiver import URL_PREFIX, LazyReceiver
+
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -107,5 +109,13 @@ class VolterasPlugin(AirflowPlugin):
             "args": [],
             "kwargs": {},
             "name": "Volteras: the Connections list's Test icon (no port 0 for a Volteras connection)",
+        }
+    ]
+    # The command.updated webhook receiver (docs/webhooks.md), built on its first request.
+    fastapi_apps = [
+        {
+            "app": LazyReceiver(),
+            "url_prefix": URL_PREFIX,
+            "name": "Volteras: command.updated webhook receiver",
         }
     ]
