@@ -512,14 +512,21 @@ class CommandTaskOperator(CommandTaskMixin, BaseOperator):
 
     def intent(self) -> tuple[list[str], CommandSpec, dict[str, Any] | None]:
         """The checked vehicles, command and arguments; bad input fails before any HTTP call."""
-        command = str(self.command)
         try:
             vehicles = self.vehicles()
+        except VolterasInvalidInputError as err:
+            raise api_failure(err, vehicle_id=self.vehicles_label()[:80], command=str(self.command)[:80]) from err
+        return (vehicles, *self.command_intent())
+
+    def command_intent(self) -> tuple[CommandSpec, dict[str, Any] | None]:
+        """The checked command and arguments (without the vehicles); bad input fails before any HTTP call."""
+        command = str(self.command)
+        try:
             spec = get_command_spec(command)
             arguments = build_payload(spec.command, self.command_arguments())
         except VolterasInvalidInputError as err:
             raise api_failure(err, vehicle_id=self.vehicles_label()[:80], command=command[:80]) from err
-        return vehicles, spec, arguments
+        return spec, arguments
 
     def execute_complete(
         self,
