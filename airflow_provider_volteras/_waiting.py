@@ -75,7 +75,7 @@ def is_static(value: Any) -> bool:
 
 def default_deferrable() -> bool:
     """``[operators] default_deferrable``, read as Airflow's own and other providers' operators read it."""
-    from airflow.sdk.configuration import conf
+    from airflow_provider_volteras._compat import conf
 
     return bool(conf.getboolean("operators", "default_deferrable", fallback=False))
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow_provider_volteras._compat import AirflowException, AirflowFailException
 
 
 class VolterasError(AirflowException):

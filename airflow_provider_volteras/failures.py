@@ -16,8 +16,7 @@ from datetime import timedelta
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Literal
 
-from airflow.sdk.definitions.retry_policy import RetryDecision, RetryPolicy
-
+from airflow_provider_volteras._compat import RetryDecision, RetryPolicy, retry_policy_ignored
 from airflow_provider_volteras.exceptions import (
     VolterasApiError,
     VolterasAuthenticationError,
@@ -601,6 +600,9 @@ class VolterasRetryPolicy(RetryPolicy):
     vehicle's rate-limit window when the operator could read it from ``/v1/rate-limits``. Other
     exceptions fall through to the task's own ``retry_delay``. The task's ``retries`` still caps the
     number of tries.
+
+    Airflow 3.1 and 3.2 have no ``retry_policy``: give it through ``default_args``, which those releases
+    ignore (``docs/airflow-versions.md``); creating one there says once in the log that it has no effect.
     """
 
     def __init__(
@@ -611,6 +613,7 @@ class VolterasRetryPolicy(RetryPolicy):
         vehicle_offline: timedelta = timedelta(minutes=10),
         rate_limited: timedelta = timedelta(minutes=5),
     ) -> None:
+        retry_policy_ignored()
         self.delays = {
             DelayKind.TRANSIENT: transient,
             DelayKind.VEHICLE_BUSY: vehicle_busy,

@@ -81,7 +81,7 @@ with DAG(
         task_id="climate_off",
         retries=3,
         retry_delay=timedelta(minutes=1),
-        retry_policy=_policy,
+        default_args={"retry_policy": _policy},  # Airflow 3.3; earlier releases ignore it
         timeout=timedelta(minutes=10),
         # The UI shows each mapped task by its vehicle, not by 0, 1, 2.
         map_index_template="{{ task.vehicle_id }}",

@@ -89,7 +89,7 @@ with DAG(
         task_id="climate_off",
         retries=3,
         retry_delay=timedelta(minutes=1),
-        retry_policy=_policy,
+        default_args={"retry_policy": _policy},  # Airflow 3.3; earlier releases ignore it
         timeout=timedelta(minutes=10),
         map_index_template=chunk_label_template(CHUNK_SIZE),
     ).expand(vehicle_ids=fleet())

@@ -98,7 +98,7 @@ def test_the_form_bounds_are_the_catalogue_bounds(examples):
 @pytest.mark.slow
 @pytest.mark.parametrize(("command", "arguments"), BAD)
 def test_bad_arguments_are_refused_when_the_run_is_triggered(sim, examples, command, arguments):
-    from airflow.sdk.exceptions import ParamValidationError
+    from airflow_provider_volteras._compat import ParamValidationError
 
     conf = {"vehicle_id": "sim-ok-demo-1", "command": command, "arguments": arguments}
     with pytest.raises(ParamValidationError, match="arguments"):
@@ -109,7 +109,7 @@ def test_bad_arguments_are_refused_when_the_run_is_triggered(sim, examples, comm
 @pytest.mark.slow
 @pytest.mark.parametrize("vehicle_id", ["car/../1", "car 1", ""])
 def test_a_bad_vehicle_id_is_refused_when_the_run_is_triggered(sim, examples, vehicle_id):
-    from airflow.sdk.exceptions import ParamValidationError
+    from airflow_provider_volteras._compat import ParamValidationError
 
     with pytest.raises(ParamValidationError, match="vehicle_id"):
         examples["volteras_climate_off"].test(run_conf={"vehicle_id": vehicle_id})

@@ -80,7 +80,7 @@ _SETTINGS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, tuple[
 
 async def _mask(secret: str | None) -> None:
     if secret:
-        from airflow.sdk.log import amask_secret
+        from airflow_provider_volteras._compat import amask_secret
 
         await amask_secret(secret)
 
@@ -107,7 +107,8 @@ class AsyncVolterasClient:
     async def open(cls, conn_id: str, log: logging.Logger | Any = None) -> AsyncIterator[AsyncVolterasClient]:
         """Look the connection up with ``aget_connection`` and lend the loop's shared session for it."""
         from airflow.sdk import BaseHook
-        from airflow.sdk.exceptions import AirflowNotFoundException
+
+        from airflow_provider_volteras._compat import AirflowNotFoundException
 
         known = _SETTINGS.setdefault(asyncio.get_running_loop(), {})
         cached = known.get(conn_id)

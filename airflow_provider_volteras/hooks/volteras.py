@@ -13,8 +13,8 @@ from typing import Any, TypeVar, cast
 import requests
 import tenacity
 from airflow.sdk import BaseHook
-from airflow.sdk.exceptions import AirflowNotFoundException
 
+from airflow_provider_volteras._compat import AirflowNotFoundException
 from airflow_provider_volteras._core.answers import (
     execution_problem,
     parse_api_access,
@@ -87,7 +87,7 @@ def _renew_lock(key: str) -> threading.Lock:
 
 def _mask(secret: str | None) -> None:
     if secret:
-        from airflow.sdk.log import mask_secret
+        from airflow_provider_volteras._compat import mask_secret
 
         mask_secret(secret)
 

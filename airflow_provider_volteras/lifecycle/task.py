@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_volteras._compat import task_state_store
 from airflow_provider_volteras._core.basics import DEFAULT_POLL_INTERVAL, DEFAULT_WAIT_TIMEOUT
 from airflow_provider_volteras._core.events import error_payload
 from airflow_provider_volteras._core.waiting import MIN_POLL_INTERVAL
@@ -92,7 +93,7 @@ class CommandTaskMixin(VolterasTaskMixin):
     def records(self, context: Context, command: str, arguments: dict[str, Any] | None, vehicles: list[str]) -> Records:
         """This task's record, read from the task state store."""
         records = Records(
-            context.get("task_state_store"),
+            task_state_store(context, self.log),
             self.log,
             key=self.state_key,
             command=command,

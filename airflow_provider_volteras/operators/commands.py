@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.sdk.exceptions import AirflowSkipException
-
+from airflow_provider_volteras._compat import AirflowSkipException
 from airflow_provider_volteras._core.basics import validate_id
 from airflow_provider_volteras._waiting import PlainReason, is_static
 from airflow_provider_volteras.catalogue import CommandSpec, VehicleCommand, get_command_spec

@@ -21,8 +21,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from airflow.sdk.plugins_manager import AirflowPlugin
-
+from airflow_provider_volteras._compat import AirflowPlugin
 from airflow_provider_volteras.webhooks.receiver import URL_PREFIX, LazyReceiver
 
 if TYPE_CHECKING:

@@ -59,12 +59,15 @@ with _dag("vt_policy") as vt_policy:
     VolterasCommandOperator(
         task_id="send",
         timeout=30,
-        retry_policy=VolterasRetryPolicy(
-            transient=timedelta(seconds=1),
-            vehicle_busy=timedelta(seconds=1),
-            vehicle_offline=timedelta(seconds=2),
-            rate_limited=timedelta(seconds=1),
-        ),
+        # Given through default_args, which Airflow 3.1 and 3.2 ignore (no retry_policy before 3.3).
+        default_args={
+            "retry_policy": VolterasRetryPolicy(
+                transient=timedelta(seconds=1),
+                vehicle_busy=timedelta(seconds=1),
+                vehicle_offline=timedelta(seconds=2),
+                rate_limited=timedelta(seconds=1),
+            )
+        },
         **CONF_OPERATOR,
         **FAST_RETRY,
     )

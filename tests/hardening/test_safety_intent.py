@@ -11,8 +11,8 @@ import time
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowTaskTimeout
 
+from airflow_provider_volteras._compat import AirflowTaskTimeout
 from airflow_provider_volteras._core.intent import STATE_KEY
 from airflow_provider_volteras.exceptions import (
     VolterasFatalCommandError,
