@@ -6,6 +6,9 @@ Every command task that succeeds records an asset event on
 extra. This DAG is scheduled on the asset of CLIMATE_OFF on `sim-ok-demo-1`: trigger
 `volteras_climate_off` with that vehicle id and this DAG runs once the command is EXECUTED.
 
+**Where it waits.** Nowhere: the scheduler starts a run when the asset event is recorded, and `report`
+only reads the event; it sends nothing.
+
 To run after any vehicle's command instead, schedule on the alias:
 `schedule=[executed_alias()]` (from `airflow_provider_volteras.assets`).
 """

@@ -22,6 +22,12 @@ tells you whether the car executed it: **the run's outcome is the sensor's state
 
 Clearing only `wait_for_climate_off` never sends anything.
 
+**Where each task waits.** `climate_off` runs in a worker only for the seconds the request takes; it
+waits for nothing. `wait_for_climate_off` passes `deferrable=True`: it watches the command in the worker
+for its first few seconds (where most commands end), then waits in the **triggerer**, up to its
+`timeout` (10 minutes), holding no worker slot. Without `deferrable=True` it would follow `[operators]
+default_deferrable`, which Airflow ships `False`, and hold a worker slot for the whole wait.
+
 To have one task that sends, waits and retries by itself, use the operator's default
 `wait_for_completion=True` (see the `volteras_send_command` example).
 """
@@ -78,8 +84,10 @@ with DAG(
         command_execution_id=send.output["id"],
         poke_interval=10,
         timeout=600,
+        # Up to 10 minutes of waiting: in the triggerer, not in a worker slot.
+        deferrable=True,
         doc_md=(
-            "**Waits** in the triggerer until the command sent by `climate_off` is EXECUTED (success) or "
+            "**Waits** in the triggerer (`deferrable=True`) until the command sent by `climate_off` is EXECUTED (success) or "
             "FAILED (failure). This task's state is the outcome of the command.\n\n"
             "It never sends anything: clearing or retrying it checks the same execution again. To send the "
             "command again, clear **`climate_off`** with Downstream (after a fatal failure, delete its "

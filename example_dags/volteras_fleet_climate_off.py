@@ -14,6 +14,12 @@ the fleet twice. So this DAG only runs when triggered (``schedule=None``). To ru
 ``VOLTERAS_FLEET_SCHEDULE`` (e.g. ``0 20 * * *``) in the environment that parses DAGs; then unpause it
 once, before the evening slot, and do not also trigger it by hand.
 
+**Where each task waits.** Each vehicle's task passes `deferrable=True`: it watches its command in the
+worker for the first few seconds (where most commands end), then waits in the **triggerer**, up to its
+`timeout` of 10 minutes, holding no worker slot. Waiting in the worker instead (`[operators]
+default_deferrable`, which Airflow ships `False`) would hold up to 1,024 worker slots for up to ten
+minutes each.
+
 **Size.** One mapped task per vehicle stops at Airflow's ``[core] max_map_length`` (1,024) and costs two
 worker launches per vehicle; for larger fleets use ``volteras_fleet_climate_off_batch`` (one task per
 chunk of 500 vehicles, one trigger per chunk).
@@ -83,6 +89,8 @@ with DAG(
         retry_delay=timedelta(minutes=1),
         default_args={"retry_policy": _policy},  # Airflow 3.3; earlier releases ignore it
         timeout=timedelta(minutes=10),
+        # Up to 1,024 tasks waiting up to 10 minutes each: in the triggerer, not in worker slots.
+        deferrable=True,
         # The UI shows each mapped task by its vehicle, not by 0, 1, 2.
         map_index_template="{{ task.vehicle_id }}",
     ).expand(vehicle_id=fleet())

@@ -11,6 +11,12 @@ sends CLIMATE_OFF to its vehicles 8 at a time with one token, waits for all of t
 and logs a table with each vehicle's execution, status, failedReason and whether a retry helps. Each
 mapped task is labelled "vehicles 1–500 (first id … last id)" (a one-vehicle chunk shows the vehicle id).
 
+**Where each task waits.** Each chunk task passes `deferrable=True`: after sending, it watches its
+vehicles' commands in the worker for the first few seconds, then waits for the rest in ONE trigger in
+the **triggerer**, up to its `timeout` of 10 minutes, holding no worker slot. (With `deferrable=False`,
+or `[operators] default_deferrable`, which Airflow ships `False`, each chunk would hold a worker slot for
+the whole wait.)
+
 **Failures.** A chunk task fails when any of its vehicles did not end EXECUTED. Fatal reasons only
 (consent expired, remote access disabled, ...): it fails at once, no retry. Any retryable reason: the
 task retries after a delay that fits the reasons (``VolterasRetryPolicy``), and the retry sends the
@@ -91,5 +97,7 @@ with DAG(
         retry_delay=timedelta(minutes=1),
         default_args={"retry_policy": _policy},  # Airflow 3.3; earlier releases ignore it
         timeout=timedelta(minutes=10),
+        # Up to 10 minutes of waiting per chunk: in one trigger each, not in worker slots.
+        deferrable=True,
         map_index_template=chunk_label_template(CHUNK_SIZE),
     ).expand(vehicle_ids=fleet())

@@ -1,7 +1,13 @@
 """Send any command to one vehicle, chosen in the "Trigger DAG" form of the Airflow UI.
 
 The form asks for a vehicle id, a command and, for the two commands that take them, arguments. One
-deferrable task sends the command and waits until the car executed it: **green means EXECUTED**.
+task sends the command and waits until the car executed it: **green means EXECUTED**.
+
+**Where it waits.** `send_command` follows `[operators] default_deferrable`, which Airflow ships
+`False`: then it waits **in the worker**, holding a worker slot for the seconds most commands take (up
+to its `timeout`, 10 minutes, for a car that does not answer). With `default_deferrable = True`, or
+`deferrable=True` on the task, it watches the first few seconds in the worker and then waits in the
+**triggerer**. The outcome is the same either way.
 
 | command | arguments |
 | --- | --- |
@@ -108,6 +114,7 @@ with DAG(
         timeout=600,
         doc_md=(
             "Sends the chosen command and waits until the API reports it EXECUTED (success) or FAILED "
-            "(failure; the log's first line says why and whether Airflow retries)."
+            "(failure; the log's first line says why and whether Airflow retries). It waits in the worker, "
+            "or in the triggerer when `[operators] default_deferrable` is True."
         ),
     )

@@ -8,6 +8,12 @@ human-in-the-loop `ApprovalOperator`. Trigger the DAG, then open **Required Acti
 * **Reject**: `unlock_doors` is skipped; nothing is sent.
 * **No answer within an hour**: the default answer, Reject, is taken; nothing is sent.
 
+**Where each task waits.** `approve_unlock` waits for the person in the **triggerer** (Airflow's
+approval operator always defers), holding no worker slot for that hour. `unlock_doors` follows
+`[operators] default_deferrable`, which Airflow ships `False`: it waits **in the worker** for the
+seconds an unlock takes (up to its timeout for a car that does not answer), or in the triggerer when
+that setting is True.
+
 Simulator test ids: `sim-ok-demo-1` (executed), `sim-fail-OEM_OAUTH_TOKEN_EXPIRED` (fails, fatal).
 """
 

@@ -2,40 +2,34 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import shutil
 import threading
 import time
 from datetime import timedelta
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from airflow_provider_volteras.catalogue import get_command_spec
+from tests.example_loading import load_examples, under_default_deferrable, waited_in
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "example_dags"
-
-
-def load(airflow_home: Path, name: str):
-    """Copy an example into the DAGS_FOLDER (``dag.test()`` syncs from there) and import it."""
-    target = airflow_home / "dags" / f"{name}.py"
-    target.parent.mkdir(exist_ok=True)
-    shutil.copy(EXAMPLES / f"{name}.py", target)
-    spec = importlib.util.spec_from_file_location(f"ux_{name}", target)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.dag
+NAMES = ("volteras_climate_off", "volteras_send_command", "volteras_unlock_doors_approved")
 
 
 @pytest.fixture(scope="module")
 def examples(airflow_db):
-    return {
-        name: load(airflow_db, name)
-        for name in ("volteras_climate_off", "volteras_send_command", "volteras_unlock_doors_approved")
-    }
+    """Loaded under the suite's ``default_deferrable = True`` (tests/conftest.py)."""
+    return load_examples(airflow_db, NAMES, prefix="ux")
+
+
+@pytest.fixture(scope="module")
+def examples_airflow_default(airflow_db):
+    """Loaded under Airflow's shipped ``default_deferrable = False``, which stays set while they run."""
+    patch = under_default_deferrable("False")
+    try:
+        yield load_examples(airflow_db, NAMES, prefix="ux_airflow_default")
+    finally:
+        patch.undo()
 
 
 # -- trigger forms -------------------------------------------------------------------------------
@@ -247,15 +241,18 @@ def _respond_when_asked(dag_id: str, chosen: str | None, done: threading.Event) 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("answer", "unlock_state", "creates"),
+    ("answer", "unlock_state", "creates", "default_deferrable"),
     [
-        ("Approve", "success", {"sim-ok-demo-1": {"UNLOCK_DOORS": 1}}),
-        ("Reject", "skipped", {}),
-        (None, "skipped", {}),  # no answer before the deadline: the default, Reject
+        ("Approve", "success", {"sim-ok-demo-1": {"UNLOCK_DOORS": 1}}, "True"),
+        # Airflow's own default: the unlock waits in the worker, with the same outcome.
+        ("Approve", "success", {"sim-ok-demo-1": {"UNLOCK_DOORS": 1}}, "False"),
+        ("Reject", "skipped", {}, "True"),
+        (None, "skipped", {}, "True"),  # no answer before the deadline: the default, Reject
     ],
 )
-def test_only_an_approval_unlocks(sim, examples, answer, unlock_state, creates):
-    dag = examples["volteras_unlock_doors_approved"]
+def test_only_an_approval_unlocks(request, sim, capfd, answer, unlock_state, creates, default_deferrable):
+    loaded = "examples" if default_deferrable == "True" else "examples_airflow_default"
+    dag = request.getfixturevalue(loaded)["volteras_unlock_doors_approved"]
     approve = dag.task_dict["approve_unlock"]
     saved = approve.response_timeout
     approve.response_timeout = timedelta(seconds=1) if answer is None else saved
@@ -273,3 +270,7 @@ def test_only_an_approval_unlocks(sim, examples, answer, unlock_state, creates):
     states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
     assert states == {"approve_unlock": "success", "unlock_doors": unlock_state}
     assert sim.state.counters()["creates"] == creates
+    # unlock_doors follows [operators] default_deferrable, as the example's doc says.
+    assert dag.task_dict["unlock_doors"].deferrable is (default_deferrable == "True")
+    if creates:
+        assert waited_in(capfd.readouterr().out) == {"triggerer" if default_deferrable == "True" else "worker"}
