@@ -265,10 +265,11 @@ def _ident(value: Any) -> str:
 
 
 def _outcome_note(retryable: bool, task_kind: TaskKind = "operator") -> str:
+    if task_kind == "sensor":
+        # A FAILED execution never changes: retrying a sensor that read one would read it again.
+        return "Airflow will NOT retry this sensor: it would read the same FAILED execution"
     if not retryable:
         return "fatal: Airflow will NOT retry the task"
-    if task_kind == "sensor":
-        return "retryable: Airflow will retry this sensor, which re-checks the same execution"
     return "retryable: Airflow will retry the task"
 
 
@@ -280,16 +281,31 @@ def _lines(headline: str, *details: str) -> str:
     return "\n".join([headline, *(f"  {d}" for d in details if d)])
 
 
-def state_store_steps(task_id: str | None = None) -> str:
-    """How to make a command task send its command again: delete its state-store entry, then clear it."""
+def state_store_steps(task_id: str | None = None, *, map_index: int | None = None) -> str:
+    """How to make a single-vehicle command task forget what it sent: delete its state-store entry, then
+    clear it. Only needed when the outcome of a create is unknown; after a ``FAILED`` execution a Clear is
+    enough (:func:`clear_steps`)."""
     which = f"task '{_ident(task_id)}'" if task_id else "this task"
     task = _ident(task_id) if task_id else "{task_id}"
     opening = f"open the task instance of {which} in this DAG run" if task_id else "open this task instance"
+    if map_index is not None:
+        opening += f" (map index {map_index})"
+    query = f"?map_index={map_index}" if map_index is not None else ""
     return (
         f"{opening} in the Airflow UI, go to its Storage tab (Task State Store), delete "
-        f"the key '{STATE_KEY}', then Clear {which}. Clearing without deleting the key only reports the earlier "
-        "outcome again. Or trigger a new DAG run. (REST API: DELETE /api/v2/dags/{dag_id}/dagRuns/{dag_run_id}"
-        f"/taskInstances/{task}/state-store/{STATE_KEY}, then clear the task.)"
+        f"the key '{STATE_KEY}', then Clear {which}. Or trigger a new DAG run. (REST API: DELETE "
+        "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}"
+        f"/taskInstances/{task}/state-store/{STATE_KEY}{query}, then clear the task.)"
+    )
+
+
+def clear_steps(task_id: str | None = None) -> str:
+    """How a person sends a command again after a ``FAILED`` execution: Clear the task that sent it."""
+    which = f"task '{_ident(task_id)}'" if task_id else "this task"
+    return (
+        f"Clear {which} in the Airflow UI. The first try after a person's Clear sends one new command for a "
+        "command that FAILED (Airflow's own retries never send again after a fatal FAILED); one still pending "
+        "is waited for, one that EXECUTED is not sent again."
     )
 
 
@@ -302,23 +318,16 @@ def recovery_steps(retryable: bool, *, task_kind: TaskKind = "operator", sent_by
     """
     if task_kind == "sensor":
         sender = f"task '{_ident(sent_by)}'" if sent_by else "the upstream task that sent it"
-        lead = (
-            f"This sensor only watches the command; it was sent by {sender}. Clearing or retrying this sensor "
-            "only reads the same FAILED execution again."
+        when = "" if retryable else " once the cause is fixed"
+        return (
+            f"This sensor only watches the command; it was sent by {sender}. Clearing this sensor alone "
+            f"only reads the same FAILED execution again. To send the command again{when}: Clear {sender} "
+            "with Downstream selected (or this sensor with Upstream selected): the sending task sends one new "
+            "command and this sensor waits for that one."
         )
-        if retryable:
-            return (
-                f"{lead} To send the command again: Clear {sender} with Downstream selected; its earlier "
-                "execution failed for a retryable reason, so it sends a new command and this sensor waits for it."
-            )
-        steps = state_store_steps(sent_by).replace(
-            f"then Clear task '{_ident(sent_by)}'." if sent_by else "then Clear the upstream task that sent it.",
-            f"then Clear {sender} with Downstream selected, so it sends a new command and this sensor waits for it.",
-        )
-        return f"{lead} To send the command again once the cause is fixed: {steps}"
     if retryable:
         return "A retry sends the command again (after a delay that fits the reason with VolterasRetryPolicy)."
-    return f"To send the command again once the cause is fixed: {state_store_steps()}"
+    return f"To send the command again once the cause is fixed: {clear_steps()}"
 
 
 def _describe(vehicle_id: str, command: str, execution_id: str | None) -> str:
@@ -359,7 +368,9 @@ def command_failure(
         f"What to do: {action}" if action else "",
         recovery_steps(classification.retryable, task_kind=task_kind, sent_by=sent_by),
     )
-    cls = VolterasRetryableCommandError if classification.retryable else VolterasFatalCommandError
+    # A sensor's retry cannot change a FAILED execution: it fails at once, whatever the reason.
+    retry = classification.retryable and task_kind != "sensor"
+    cls = VolterasRetryableCommandError if retry else VolterasFatalCommandError
     return cls(
         message,
         vehicle_id=vehicle_id,
@@ -371,17 +382,18 @@ def command_failure(
 
 
 def already_final(error: VolterasCommandError, *, task_id: str | None = None) -> VolterasFatalCommandError:
-    """A command operator found that an earlier try of this task instance already got a fatal ``FAILED``.
+    """An automatic retry of a command operator found that an earlier try already got a fatal ``FAILED``.
 
-    Nothing is sent; the message says how to send it again (delete the state-store key, clear the task).
+    Nothing is sent; the message says how to send it again (a person's Clear).
     """
     _, _, rest = str(error).partition("\n")
     details = [line.strip() for line in rest.splitlines() if line.strip() and "send the command again" not in line]
     message = _lines(
         _headline(error.command, error.vehicle_id, f"FAILED in an earlier try: {safe_text(error.reason, 120)}", False),
-        "Not sent again: an earlier try of this task already got this final answer.",
+        "Not sent again: an earlier try of this task already got this final answer, and this try is one of "
+        "Airflow's own retries, not a person's Clear.",
         *details,
-        f"To send the command again once the cause is fixed: {state_store_steps(task_id)}",
+        f"To send the command again once the cause is fixed: {clear_steps(task_id)}",
     )
     return VolterasFatalCommandError(
         message,

@@ -39,9 +39,11 @@ STRING_EXTRAS: dict[str, str] = {
         "Svix signing secret (whsec_...) of the command.updated webhook endpoint (see docs/webhooks.md)."
     ),
     "webhook_redis_conn_id": "Airflow redis connection of the webhook bus; with the signing secret, turns webhooks on.",
+    "proxy": "Proxy for https requests, http://[user:password@]host:port (hook and triggers; see "
+    "docs/connection-proxy.md). Empty: HTTPS_PROXY and NO_PROXY of the environment.",
 }
 #: String extras that are secrets: masked in logs (their names hold "secret") and a password field in the form.
-SECRET_EXTRAS: frozenset[str] = frozenset({"webhook_signing_secret"})
+SECRET_EXTRAS: frozenset[str] = frozenset({"webhook_signing_secret", "proxy"})
 
 #: Former names, still read. Airflow masks the value of any extra whose name contains "token" (its
 #: secrets masker), so the connection form showed and saved "***" for these: they were renamed.

@@ -16,6 +16,7 @@ from airflow_provider_volteras._core.extras import (
     SECRET_EXTRAS,
     STRING_EXTRAS,
 )
+from airflow_provider_volteras._core.proxy import FROM_EXTRA, Proxy, parse_proxy
 from airflow_provider_volteras.exceptions import (
     VolterasConfigurationError,
 )
@@ -97,6 +98,8 @@ class ClientSettings:
     conn_id: str = "volteras_default"
     token_cache: bool = True
     token_cache_dir: str = ""
+    proxy: Proxy | None = field(default=None, repr=False)
+    """The ``proxy`` extra (``_core.proxy.choose_proxy`` decides what a request goes through)."""
     #: Webhooks (docs/webhooks.md): on when both the signing secret and the bus's redis connection are set.
     webhook_signing_secret: str = field(default="", repr=False)
     webhook_redis_conn_id: str = ""
@@ -143,6 +146,7 @@ class ClientSettings:
         if extra.get("ca_bundle"):
             verify = str(extra["ca_bundle"])
         base_url = validate_base_url(_host_to_url(conn), allow_insecure_http=flags["allow_insecure_http"])
+        proxy = _connection_proxy(conn_id, extra.get("proxy"))
         signing_secret = str(extra.get("webhook_signing_secret") or "").strip()
         if signing_secret == MASKED_PLACEHOLDER:  # the form's placeholder for an empty secret field, saved as is
             signing_secret = ""
@@ -166,6 +170,7 @@ class ClientSettings:
             conn_id=conn_id,
             token_cache=flags["shared_cache"],
             token_cache_dir=os.path.expanduser(str(extra.get("shared_cache_dir") or "")),
+            proxy=proxy,
             webhook_signing_secret=signing_secret,
             webhook_redis_conn_id=redis_conn_id,
             webhook_safety_poll=numbers["webhook_safety_poll"],
@@ -181,12 +186,28 @@ class ClientSettings:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        return tuple(s for s in (self.client_secret, self.webhook_signing_secret) if s)
+        proxy = self.proxy.secrets if self.proxy is not None else ()
+        return tuple(s for s in (self.client_secret, self.webhook_signing_secret, *proxy) if s)
 
     @property
     def webhooks(self) -> bool:
         """Whether waits listen to the ``command.updated`` webhook (through the bus) besides polling."""
         return bool(self.webhook_redis_conn_id and self.webhook_signing_secret)
+
+
+def _connection_proxy(conn_id: str, value: Any) -> Proxy | None:
+    """The ``proxy`` extra, checked now (before any request); unset when empty or the form's "***"."""
+    if value is None or (isinstance(value, str) and value.strip() in ("", MASKED_PLACEHOLDER)):
+        return None
+    if not isinstance(value, str):
+        raise VolterasConfigurationError(
+            f"Connection '{conn_id}': extra proxy must be text (http://host:port), got {type(value).__name__}."
+        )
+    try:
+        return parse_proxy(value, FROM_EXTRA)
+    except VolterasConfigurationError as err:
+        text = str(err)
+        raise VolterasConfigurationError(f"Connection '{conn_id}': {text[:1].lower()}{text[1:]}") from None
 
 
 def missing_connection_message(conn_id: str) -> str:

@@ -10,7 +10,9 @@ One entry per vehicle, the same for a single-vehicle task and a fleet task::
 
 A single-vehicle task keeps its one entry flat under ``volteras_command_execution`` together with
 ``vehicle_id``, ``command`` and ``arguments``; a fleet task keeps ``{"command", "arguments",
-"vehicles": {vehicle_id: entry}}`` under ``volteras_fleet_command_executions``. Both layouts are read
+"selection", "vehicles": {vehicle_id: entry}}`` under ``volteras_fleet_command_executions``, where
+``selection`` is ``{"source", "vehicles", "at"}``: the vehicles the task resolved (from a tag, a filter or
+given ids), written before anything is sent, so that a retry acts on exactly those. Both layouts are read
 and written by the same :class:`Records`, which writes durably (a write returns once stored) and
 lets concurrent writers of one task share a write.
 """
@@ -59,6 +61,8 @@ class Records:
         self.single = single
         self.label = label
         self.vehicles: dict[str, dict[str, Any]] = {}
+        #: A fleet task's recorded selection ``{"source", "vehicles", "at"}`` (``None`` until one is recorded).
+        self.selection: dict[str, Any] | None = None
         self._cond = threading.Condition()
         self._version = 0
         self._written = 0
@@ -110,8 +114,22 @@ class Records:
                 describe_arguments(self.arguments),
             )
             return
+        selection = record.get("selection")
         with self._cond:
             self.vehicles = vehicles
+            self.selection = selection if isinstance(selection, dict) and not self.single else None
+
+    def recorded_vehicles(self, source: Any) -> list[str] | None:
+        """The vehicles an earlier try recorded for a selection from ``source``; ``None`` when none was
+        recorded (or from another source, or unreadable)."""
+        with self._cond:
+            selection = dict(self.selection or {})
+        vehicles = selection.get("vehicles")
+        if selection.get("source") != source or not isinstance(vehicles, list) or not vehicles:
+            return None
+        if not all(isinstance(v, str) for v in vehicles):
+            return None
+        return list(vehicles)
 
     def entry(self, vehicle_id: str) -> dict[str, Any] | None:
         with self._cond:
@@ -124,7 +142,14 @@ class Records:
         if self.single:
             [(vehicle_id, entry)] = self.vehicles.items() if len(self.vehicles) == 1 else [(None, {})]
             return {"vehicle_id": vehicle_id, "command": self.command, "arguments": self.arguments, **entry}
-        return {"command": self.command, "arguments": self.arguments, "vehicles": dict(self.vehicles)}
+        selection = {} if self.selection is None else {"selection": self.selection}
+        return {"command": self.command, "arguments": self.arguments, **selection, "vehicles": dict(self.vehicles)}
+
+    def record_selection(self, source: Any, vehicles: list[str], at: float) -> None:
+        """Write a fleet task's resolved vehicles (and where they came from) durably: before any send."""
+        with self._cond:
+            self.selection = {"source": source, "vehicles": list(vehicles), "at": at}
+        self.update({})
 
     def update(self, changes: Mapping[str, dict[str, Any] | None], *, durable: bool = True) -> None:
         """Apply ``{vehicle_id: entry}`` (``None`` removes it); return once written (unless not ``durable``)."""

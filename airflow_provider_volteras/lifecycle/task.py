@@ -37,6 +37,7 @@ from airflow_provider_volteras.exceptions import (
 from airflow_provider_volteras.failures import DelayKind, api_failure, unexpected_outcome
 from airflow_provider_volteras.lifecycle.outcomes import Judge, Outcome, failed, failure_of, outcome_table, slim
 from airflow_provider_volteras.lifecycle.records import Records
+from airflow_provider_volteras.lifecycle.tries import Attempt, attempt_of
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -92,6 +93,7 @@ class CommandTaskMixin(VolterasTaskMixin):
 
     def records(self, context: Context, command: str, arguments: dict[str, Any] | None, vehicles: list[str]) -> Records:
         """This task's record, read from the task state store."""
+        try_number = getattr(context.get("ti"), "try_number", None)
         records = Records(
             task_state_store(context, self.log),
             self.log,
@@ -100,11 +102,14 @@ class CommandTaskMixin(VolterasTaskMixin):
             arguments=arguments,
             single=self.single,
             label=vehicles[0] if self.single else f"{len(vehicles)} vehicles",
+            try_number=try_number if isinstance(try_number, int) else None,
         )
         records.load()
         return records
 
-    def lifecycle(self, records: Records, spec: CommandSpec, arguments: dict[str, Any] | None) -> Lifecycle:
+    def lifecycle(
+        self, records: Records, spec: CommandSpec, arguments: dict[str, Any] | None, attempt: Attempt | None = None
+    ) -> Lifecycle:
         from airflow_provider_volteras.lifecycle.vehicle import Lifecycle
 
         return Lifecycle(
@@ -116,6 +121,7 @@ class CommandTaskMixin(VolterasTaskMixin):
             if_in_progress=cast(Any, self.if_in_progress),
             task_id=getattr(self, "task_id", None),
             concurrency=self.concurrency,
+            attempt=attempt,
         )
 
     # -- the flow -----------------------------------------------------------------------------------
@@ -135,7 +141,14 @@ class CommandTaskMixin(VolterasTaskMixin):
         """Prepare every vehicle, wait, and conclude (or defer). Without ``wait``, the prepared steps."""
         command = spec.command.value
         records = self.records(context, command, arguments, vehicles)
-        lifecycle = self.lifecycle(records, spec, arguments)
+        attempt = attempt_of(context, getattr(self, "retries", None))
+        if attempt is not None and attempt.number == attempt.first > 1:
+            self.log.info(
+                "Try %d follows a Clear of this task instance: an earlier try's command that FAILED is sent again "
+                "(once); one that may still be in flight is re-attached to, one that EXECUTED is not sent again.",
+                attempt.number,
+            )
+        lifecycle = self.lifecycle(records, spec, arguments, attempt)
         steps = lifecycle.prepare(vehicles)
         if not wait:
             return steps
@@ -412,8 +425,9 @@ class CommandTaskMixin(VolterasTaskMixin):
                 )
             return error
         return VolterasFatalCommandError(
-            summary + " Airflow will NOT retry the task. To send again once the causes are fixed, delete the task's "
-            f"state-store key '{self.state_key}' and clear the task, or start a new DAG run." + details,
+            summary + " Airflow will NOT retry the task. To send again once the causes are fixed, Clear the task: "
+            "the first try after a person's Clear sends one new command to each vehicle whose command FAILED, "
+            "and nothing to the vehicles that EXECUTED." + details,
             vehicle_id=_vehicles_label(fatal),
             command=command,
             reason=_common_reason(fatal),

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import http.client
 import socket
+import ssl
 import threading
 import time
 from types import TracebackType
@@ -32,6 +33,8 @@ class SimulatorServer:
 
     >>> with SimulatorServer(port=0, default_delay=0.2) as sim:   # doctest: +SKIP
     ...     requests.post(f"{sim.base_url}/v1/oauth2/token", ...)
+
+    With ``ssl_certfile`` and ``ssl_keyfile`` (PEM files) it serves https, and ``base_url`` says so.
     """
 
     def __init__(
@@ -43,6 +46,8 @@ class SimulatorServer:
         timeout_keep_alive: int = 15,
         backlog: int = 4096,
         startup_timeout: float = 15.0,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
         **settings: Any,
     ) -> None:
         if state is None:
@@ -57,6 +62,8 @@ class SimulatorServer:
         self._timeout_keep_alive = timeout_keep_alive
         self._backlog = backlog
         self._startup_timeout = startup_timeout
+        self._ssl_certfile = ssl_certfile
+        self._ssl_keyfile = ssl_keyfile
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -73,9 +80,9 @@ class SimulatorServer:
 
     @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:<port>`` (no trailing slash)."""
+        """``http://127.0.0.1:<port>`` (``https://`` when serving TLS; no trailing slash)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self._ssl_certfile else 'http'}://{host}:{self.port}"
 
     @property
     def running(self) -> bool:
@@ -115,6 +122,8 @@ class SimulatorServer:
                 timeout_keep_alive=self._timeout_keep_alive,
                 timeout_graceful_shutdown=1,
                 backlog=self._backlog,
+                ssl_certfile=self._ssl_certfile,
+                ssl_keyfile=self._ssl_keyfile,
             )
             server = uvicorn.Server(config)
             self.app.closing = False
@@ -162,7 +171,7 @@ class SimulatorServer:
 
     def _wait_answering(self, deadline: float) -> None:
         while True:
-            conn = http.client.HTTPConnection(self.host, self.port, timeout=1.0)
+            conn = self._probe_connection()
             try:
                 conn.request("GET", "/_simulator/health")
                 if conn.getresponse().status == 200:
@@ -173,6 +182,15 @@ class SimulatorServer:
                 time.sleep(0.02)
             finally:
                 conn.close()
+
+    def _probe_connection(self) -> http.client.HTTPConnection:
+        """A connection that asks the server itself whether it answers (its own certificate is not checked)."""
+        if not self._ssl_certfile:
+            return http.client.HTTPConnection(self.host, self.port, timeout=1.0)
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return http.client.HTTPSConnection(self.host, self.port, timeout=1.0, context=context)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop serving (open connections are cut) and free the port. Idempotent."""
