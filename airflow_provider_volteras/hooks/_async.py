@@ -25,6 +25,7 @@ import tenacity
 from yarl import URL
 
 from airflow_provider_volteras._core.answers import parse_execution
+from airflow_provider_volteras._core.proxy import Proxy, choose_proxy, proxy_failure
 from airflow_provider_volteras._core.retry import retry_kwargs
 from airflow_provider_volteras._core.settings import ClientSettings, missing_connection_message
 from airflow_provider_volteras._core.tokens import TOKEN_CACHE, RenewToken, Step, call_flow, renew_flow
@@ -92,8 +93,15 @@ class AsyncVolterasClient:
     renewal lock and the in-flight cap are shared.
     """
 
-    def __init__(self, settings: ClientSettings, shared: _Shared, log: logging.Logger | Any) -> None:
+    def __init__(
+        self, settings: ClientSettings, shared: _Shared, log: logging.Logger | Any, proxy: Proxy | None = None
+    ) -> None:
         self.settings = settings
+        #: Given with each request (the shared session reads no proxy from the environment).
+        self.proxy = proxy
+        self._proxy_url = URL(proxy.url) if proxy is not None else None
+        authorization = proxy.authorization if proxy is not None else None
+        self._proxy_headers = {"Proxy-Authorization": authorization} if authorization else None
         self._shared = shared
         self._cache = TOKEN_CACHE
         self.log = log
@@ -132,6 +140,9 @@ class AsyncVolterasClient:
         cls, settings: ClientSettings, log: logging.Logger | Any = None
     ) -> AsyncIterator[AsyncVolterasClient]:
         loop = asyncio.get_running_loop()
+        proxy = choose_proxy(settings)  # the connection's proxy extra, else HTTPS_PROXY / NO_PROXY (https only)
+        for secret in proxy.secrets if proxy is not None else ():
+            await _mask(secret)
         key = (id(loop), settings.cache_key, settings.timeout, settings.connect_timeout, str(settings.verify))
         shared = _POOL.get(key)
         if shared is None:
@@ -142,8 +153,8 @@ class AsyncVolterasClient:
                     timeout=aiohttp.ClientTimeout(
                         total=settings.timeout, sock_connect=settings.connect_timeout, sock_read=settings.timeout
                     ),
-                    # Never a proxy from the environment: the loopback allowance must not send the
-                    # Basic secret in clear to a proxy, and the API is reached directly.
+                    # No proxy from the environment here: each request is given the one the core chose
+                    # (never one for plain http, which would show the Basic secret to the proxy).
                     trust_env=False,
                     # Bodies are decoded by the core (``AnswerReader``), whose decoded size is bounded.
                     auto_decompress=False,
@@ -152,7 +163,7 @@ class AsyncVolterasClient:
             _POOL[key] = shared
         shared.users += 1
         try:
-            yield cls(settings, shared, log or logging.getLogger(__name__))
+            yield cls(settings, shared, log or logging.getLogger(__name__), proxy)
         finally:
             shared.users -= 1
             if shared.users == 0 and _POOL.get(key) is shared:
@@ -172,6 +183,8 @@ class AsyncVolterasClient:
                     data=request.body(),
                     headers=request.headers(settings),
                     allow_redirects=False,
+                    proxy=self._proxy_url,
+                    proxy_headers=self._proxy_headers,
                 ) as resp:
                     # The session does not decompress: the core decodes with a bound on the decoded size.
                     headers = {k.lower(): v for k, v in resp.headers.items()}
@@ -179,12 +192,23 @@ class AsyncVolterasClient:
                     async for chunk in resp.content.iter_chunked(READ_CHUNK):
                         reader.feed(chunk)
                     return RawResponse(resp.status, headers, reader.finish())
+        except aiohttp.ClientHttpProxyError as err:  # the proxy answered CONNECT with an error
+            failure = self._proxy_failure(request, err, reached=True, status=err.status)
+        except aiohttp.ClientProxyConnectionError as err:
+            failure = self._proxy_failure(request, err, reached=False)
         except (TimeoutError, aiohttp.ClientError) as err:
             never_sent = isinstance(err, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
             failure = transport_error(request, err, timed_out=isinstance(err, TimeoutError), never_sent=never_sent)
         # Raised here, outside the ``except`` block: aiohttp's error, whose repr can show the request's
         # headers (the Authorization one included), is neither its cause nor its context.
         raise failure
+
+    def _proxy_failure(
+        self, request: ApiRequest, err: aiohttp.ClientError, *, reached: bool, status: int | None = None
+    ) -> VolterasTransportError:
+        if self.proxy is None:  # not through our proxy (cannot happen: the session reads no proxy from the env)
+            return transport_error(request, err, timed_out=False, never_sent=not reached)
+        return proxy_failure(request, self.settings, self.proxy, err, reached=reached, status=status)
 
     async def _step(self, step: Step) -> Any:
         if isinstance(step, RenewToken):

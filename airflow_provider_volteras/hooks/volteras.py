@@ -26,6 +26,7 @@ from airflow_provider_volteras._core.answers import (
 from airflow_provider_volteras._core.basics import DEFAULT_POLL_INTERVAL, STATUS_PENDING
 from airflow_provider_volteras._core.custom import IDEMPOTENT_METHODS, custom_request, parse_any_answer, resend_safe
 from airflow_provider_volteras._core.intent import arguments_match, describe_arguments, issued_id
+from airflow_provider_volteras._core.proxy import Proxy, choose_proxy, proxy_failure
 from airflow_provider_volteras._core.retry import retry_kwargs
 from airflow_provider_volteras._core.settings import ClientSettings, missing_connection_message
 from airflow_provider_volteras._core.tokens import TOKEN_CACHE, RenewToken, call_flow, renew_flow
@@ -141,11 +142,22 @@ class VolterasHook(BaseHook):
             )
         session = requests.Session()
         session.verify = settings.verify
-        if settings.base_url.startswith("http://"):
-            # Plain HTTP is allowed for loopback (or explicitly): never through a proxy from the
-            # environment, which would receive the Basic secret in clear.
-            session.trust_env = False
+        # The proxy is chosen by the core (``choose_proxy``: the proxy extra, else HTTPS_PROXY/NO_PROXY, and
+        # never one for plain http) and given with each request: requests reads nothing from the environment.
+        session.trust_env = False
         return session
+
+    @cached_property
+    def proxy(self) -> Proxy | None:
+        """The proxy this hook's requests go through (``None``: direct); its credentials are masked."""
+        proxy = choose_proxy(self.settings)
+        for secret in proxy.secrets if proxy is not None else ():
+            _mask(secret)
+        return proxy
+
+    @cached_property
+    def _proxies(self) -> dict[str, str]:
+        return {"https": self.proxy.with_credentials} if self.proxy is not None else {}
 
     def get_conn(self) -> requests.Session:
         return self.session
@@ -191,6 +203,7 @@ class VolterasHook(BaseHook):
                 timeout=(settings.connect_timeout, read_timeout),
                 allow_redirects=False,
                 stream=True,
+                proxies=self._proxies,
             )
             try:
                 headers = {k.lower(): v for k, v in resp.headers.items()}
@@ -206,6 +219,8 @@ class VolterasHook(BaseHook):
                 return RawResponse(resp.status_code, headers, reader.finish())
             finally:
                 resp.close()
+        except requests.exceptions.ProxyError as err:
+            failure = _proxy_error(request, settings, self.proxy, err)
         except requests.exceptions.RequestException as err:
             failure = _transport_error(request, err)
         except urllib3_errors() as err:
@@ -803,6 +818,23 @@ def urllib3_errors() -> tuple[type[Exception], ...]:
     from urllib3.exceptions import HTTPError
 
     return (HTTPError, OSError)
+
+
+def _proxy_error(
+    request: ApiRequest, settings: ClientSettings, proxy: Proxy | None, err: requests.exceptions.ProxyError
+) -> VolterasTransportError:
+    """urllib3 raises ``ProxyError`` only while it connects to the proxy, before the tunnel is open: the request
+    never reached the API. Its cause tells a proxy that could not be reached from one that refused the tunnel
+    (whose answer http.client gives as text only, so the status is not known here)."""
+    from urllib3.exceptions import ConnectTimeoutError
+
+    if proxy is None:  # not through our proxy (cannot happen: requests reads no proxy from the environment)
+        return _transport_error(request, err)
+    inner = err.args[0] if err.args else None  # urllib3's MaxRetryError (or its ProxyError itself)
+    reason = getattr(inner, "reason", inner)
+    cause = getattr(reason, "original_error", None) or reason or err
+    # NewConnectionError (refused, unknown host) is a ConnectTimeoutError too.
+    return proxy_failure(request, settings, proxy, cause, reached=not isinstance(cause, ConnectTimeoutError))
 
 
 def _transport_error(request: ApiRequest, err: requests.exceptions.RequestException) -> VolterasTransportError:
