@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_volteras.exceptions import (
+    VolterasFatalCommandError,
     VolterasInvalidInputError,
     VolterasServerError,
     VolterasUnexpectedResponseError,
@@ -17,6 +18,7 @@ from airflow_provider_volteras.failures import (
     pending_at_deadline,
     safe_text,
     sender_task_id,
+    state_store_steps,
     unexpected_outcome,
 )
 
@@ -43,37 +45,46 @@ def test_first_line_is_short_and_says_everything_needed():
     assert "  Execution: exec-1" in fatal and any(line.startswith("  What to do: Ask the owner") for line in fatal)
 
 
-def test_operator_fatal_steps_name_the_storage_tab_and_key():
+def test_operator_fatal_steps_say_a_clear_sends_again():
     text = str(failed("OEM_OAUTH_TOKEN_EXPIRED"))
-    assert "Storage tab (Task State Store), delete the key 'volteras_command_execution', then Clear this task" in text
-    assert "Clearing without deleting the key only reports the earlier outcome again" in text
-    assert "then clear the task." not in text.split("Storage")[0]  # no "just clear it" advice before the steps
+    assert "To send the command again once the cause is fixed: Clear this task in the Airflow UI." in text
+    assert "sends one new command for a command that FAILED" in text
+    # No state-store chores: the Clear alone does it.
+    assert "Storage" not in text and "state-store" not in text
 
 
-def test_sensor_fatal_steps_point_at_the_sending_task():
-    text = str(failed("OEM_OAUTH_TOKEN_EXPIRED", task_kind="sensor", sent_by="climate_off"))
-    assert "the command was sent by task 'climate_off'" in text.replace("it was sent", "the command was sent")
-    assert "Clearing or retrying this sensor only reads the same FAILED execution again" in text
-    assert "task 'climate_off' in this DAG run" in text and "Storage tab" in text
-    assert "Clear task 'climate_off' with Downstream selected" in text
-    assert "/taskInstances/climate_off/state-store/volteras_command_execution" in text
-
-
-def test_sensor_retryable_steps_clear_the_sender_without_touching_the_store():
-    text = str(failed("OEM_VEHICLE_OFFLINE", task_kind="sensor", sent_by="send"))
-    assert "Airflow will retry this sensor, which re-checks the same execution" in text.splitlines()[0]
-    assert "To send the command again: Clear task 'send' with Downstream selected" in text
-    assert "Storage" not in text
+def test_sensor_failed_steps_point_at_the_sending_task_and_do_not_retry():
+    for reason, when in (("OEM_OAUTH_TOKEN_EXPIRED", " once the cause is fixed"), ("OEM_VEHICLE_OFFLINE", "")):
+        error = failed(reason, task_kind="sensor", sent_by="climate_off")
+        text = str(error)
+        # A FAILED execution never changes: the sensor fails at once, whatever the reason.
+        assert isinstance(error, VolterasFatalCommandError) and error.reason == reason
+        assert text.splitlines()[0] == (
+            f"CLIMATE_OFF on vehicle sim-ok-1 FAILED: {reason} (Airflow will NOT retry this sensor: it would read "
+            "the same FAILED execution)"
+        )
+        assert "This sensor only watches the command; it was sent by task 'climate_off'." in text
+        assert "Clearing this sensor alone only reads the same FAILED execution again" in text
+        assert f"To send the command again{when}: Clear task 'climate_off' with Downstream selected" in text
+        assert "Storage" not in text
     unknown_sender = str(failed("OEM_VEHICLE_OFFLINE", task_kind="sensor"))
     assert "the upstream task that sent it" in unknown_sender
+
+
+def test_the_state_store_steps_of_a_mapped_task_name_its_map_index():
+    assert "?map_index" not in state_store_steps("send")
+    text = state_store_steps("send", map_index=2)
+    assert "(map index 2)" in text
+    assert "/taskInstances/send/state-store/volteras_command_execution?map_index=2" in text
 
 
 def test_already_final_says_nothing_was_sent_and_how_to_send_again():
     text = str(already_final(failed("OEM_OAUTH_TOKEN_EXPIRED"), task_id="climate_off"))
     lines = text.splitlines()
     assert lines[0].startswith("CLIMATE_OFF on vehicle sim-ok-1 FAILED in an earlier try: OEM_OAUTH_TOKEN_EXPIRED")
-    assert "Not sent again" in lines[1]
+    assert "Not sent again" in lines[1] and "not a person's Clear" in lines[1]
     assert text.count("To send the command again") == 1
+    assert "To send the command again once the cause is fixed: Clear task 'climate_off' in the Airflow UI" in text
 
 
 @pytest.mark.parametrize(

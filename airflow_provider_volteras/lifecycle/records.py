@@ -7,6 +7,7 @@ One entry per vehicle, the same for a single-vehicle task and a fleet task::
     {"id": execution id}                       as soon as the API issued an id (or one was adopted)
     ... plus "final": Outcome                  once its outcome is known
     ... plus "asset": execution id             once its asset event was emitted (never twice)
+    ... plus "try": Airflow's try number       of the try that last wrote the entry (see tries.py)
 
 A single-vehicle task keeps its one entry flat under ``volteras_command_execution`` together with
 ``vehicle_id``, ``command`` and ``arguments``; a fleet task keeps ``{"command", "arguments",
@@ -52,6 +53,7 @@ class Records:
         arguments: dict[str, Any] | None,
         single: bool,
         label: str,
+        try_number: int | None = None,
     ) -> None:
         self.store = store
         self.log = log
@@ -60,6 +62,8 @@ class Records:
         self.arguments = arguments
         self.single = single
         self.label = label
+        #: Stamped on every entry this try writes, so a later try can tell a Clear from a retry.
+        self.try_number = try_number
         self.vehicles: dict[str, dict[str, Any]] = {}
         #: A fleet task's recorded selection ``{"source", "vehicles", "at"}`` (``None`` until one is recorded).
         self.selection: dict[str, Any] | None = None
@@ -160,7 +164,8 @@ class Records:
                 if value is None:
                     self.vehicles.pop(vehicle_id, None)
                 else:
-                    self.vehicles[vehicle_id] = value
+                    stamp = {} if self.try_number is None else {"try": self.try_number}
+                    self.vehicles[vehicle_id] = {**value, **stamp}
             self._version += 1
             mine = self._version
             if self.store is None:

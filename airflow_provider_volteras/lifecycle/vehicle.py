@@ -8,6 +8,8 @@ and for every vehicle of a fleet alike:
 * "create in flight" is recorded before the POST, and the issued id as soon as the API gives it;
 * a retry re-attaches to a recorded execution while it may still be in flight, adopts what a lost
   create left behind, and sends again only when nothing of its own can be in flight;
+* a person's Clear after a ``FAILED`` execution is a new intent: the first try after the Clear sends
+  one new command (Airflow's own retries never do after a fatal ``FAILED``; see :mod:`.tries`);
 * a 409 that follows an attempt that may have been applied is taken for our own command, never as
   "someone else's, send again";
 * another sender's execution is never taken as ours (arguments must match, and only what did not
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
     from airflow_provider_volteras.catalogue import CommandSpec
     from airflow_provider_volteras.hooks.volteras import VolterasHook
     from airflow_provider_volteras.lifecycle.records import Records
+    from airflow_provider_volteras.lifecycle.tries import Attempt
 
 IfInProgress = Literal["wait", "fail", "skip"]
 
@@ -77,6 +80,7 @@ class Lifecycle:
         if_in_progress: IfInProgress = "wait",
         task_id: str | None = None,
         concurrency: int = 1,
+        attempt: Attempt | None = None,
     ) -> None:
         self.hook = hook
         self.records = records
@@ -88,6 +92,7 @@ class Lifecycle:
         self.if_in_progress = if_in_progress
         self.task_id = task_id
         self.concurrency = max(1, concurrency)
+        self.attempt = attempt
 
     # -- all vehicles -----------------------------------------------------------------------------
 
@@ -109,12 +114,26 @@ class Lifecycle:
 
     def prepare(self, vehicles: list[str]) -> list[Step]:
         """One step per vehicle, in order: re-attach, adopt or send, and record each before it matters."""
-        return list(self.map(self.prepare_one, vehicles))
+        steps = list(self.map(self.prepare_one, vehicles))
+        # A Clear is used up by the first try after it that decides: one that re-attached says so in the
+        # record, so a retry of it, finding the same execution FAILED later, does not take it for a new intent.
+        stale = [
+            s.vehicle_id
+            for s in steps
+            if s.outcome is None and self.attempt is not None and self.cleared(self.records.entry(s.vehicle_id))
+        ]
+        if stale:
+            self.records.try_update({vid: self.records.merge(vid) for vid in stale}, "that this try re-attached")
+        return steps
+
+    def cleared(self, entry: dict[str, Any] | None) -> bool:
+        """True when a person cleared this task instance after ``entry`` was written (see :mod:`.tries`)."""
+        return self.attempt is not None and self.attempt.cleared_since(entry)
 
     def prepare_one(self, vehicle_id: str) -> Step:
         entry = self.records.entry(vehicle_id)
         if entry is not None:
-            step = self._resume(vehicle_id, entry)
+            step = self._resume(vehicle_id, entry, cleared=self.cleared(entry))
             if step is not None:
                 step.origin = "earlier try"
                 return step
@@ -122,26 +141,39 @@ class Lifecycle:
 
     # -- an earlier try's record ------------------------------------------------------------------
 
-    def _resume(self, vehicle_id: str, entry: dict[str, Any]) -> Step | None:
-        """The step for what an earlier try recorded; ``None`` when the command must be sent (again)."""
+    def _resume(self, vehicle_id: str, entry: dict[str, Any], *, cleared: bool = False) -> Step | None:
+        """The step for what an earlier try recorded; ``None`` when the command must be sent (again).
+
+        ``cleared``: a person cleared the task instance after the entry was written. Then a ``FAILED``
+        execution (fatal or not) is sent again once, and a final outcome other than ``EXECUTED`` is looked
+        at afresh; what may still be in flight is re-attached to all the same."""
         final = entry.get("final") if isinstance(entry.get("final"), dict) else None
         execution_id = entry.get("id") if isinstance(entry.get("id"), str) and entry.get("id") else None
         if final is not None:
             kind = final.get("classification")
-            if kind == "executed" or kind == "skipped":
+            if kind == "executed" or (kind == "skipped" and not cleared):
                 return Step(vehicle_id, outcome=dict(final))  # type: ignore[arg-type]
-            if kind == "fatal" and final.get("execution_id"):
+            if kind == "skipped":
+                self.log.info(
+                    "This task was cleared after an earlier try skipped %s on vehicle %s; trying again.",
+                    self.command,
+                    vehicle_id,
+                )
+                return None
+            if final.get("status") == STATUS_FAILED and (cleared or kind != "fatal"):
+                if cleared:
+                    self._say_cleared(vehicle_id, final.get("execution_id"), final.get("reason"))
+                return None  # failed for a retryable reason, or a person cleared the task: send again
+            if kind == "fatal" and final.get("execution_id") and not cleared:
                 # A fatal answer is final for this task instance: never re-sent on our own (a task can run
                 # again without a person, e.g. when the scheduler mislabels a deferral as a failure).
                 error = failure_of(final, self.command)
                 if final.get("status") == STATUS_FAILED:
                     error = already_final(error, task_id=self.task_id)
                 return Step(vehicle_id, outcome=failed(vehicle_id, error, str(final.get("status") or "UNKNOWN")))
-            if final.get("status") == STATUS_FAILED:
-                return None  # failed for a retryable reason: send again
         if execution_id is None:
             if isinstance(entry.get("in_flight"), dict):
-                return self._adopt_in_flight(vehicle_id, entry["in_flight"])
+                return self._adopt_in_flight(vehicle_id, entry["in_flight"], cleared=cleared)
             return None  # nothing was created
         try:
             execution = self._read_recorded(vehicle_id, execution_id)
@@ -149,7 +181,17 @@ class Lifecycle:
             return self._error(vehicle_id, err, execution_id, sent=True)
         if execution is None:
             return None
-        return self._follow(vehicle_id, execution)
+        return self._follow(vehicle_id, execution, cleared=cleared)
+
+    def _say_cleared(self, vehicle_id: str, execution_id: Any, reason: Any) -> None:
+        self.log.info(
+            "%s execution %s on vehicle %s FAILED (%s) before this task was cleared: a person's Clear is a new "
+            "intent, so this try sends one new command.",
+            self.command,
+            execution_id,
+            vehicle_id,
+            reason,
+        )
 
     def _read_recorded(self, vehicle_id: str, execution_id: str) -> dict[str, Any] | None:
         """The recorded execution. A 404 for an id the API issued is confirmed through the listing
@@ -172,9 +214,9 @@ class Lifecycle:
         )
         return None
 
-    def _follow(self, vehicle_id: str, execution: dict[str, Any]) -> Step | None:
+    def _follow(self, vehicle_id: str, execution: dict[str, Any], *, cleared: bool = False) -> Step | None:
         """Re-attach to an earlier try's execution: wait while pending, report what is final, re-send a
-        retryable FAILED."""
+        retryable FAILED (and any FAILED after a person's Clear)."""
         execution_id = str(execution["id"])
         status = execution.get("status")
         if status not in (STATUS_EXECUTED, STATUS_FAILED):
@@ -196,6 +238,9 @@ class Lifecycle:
                 vehicle_id,
             )
             return Step(vehicle_id, outcome=outcome)
+        if cleared and status == STATUS_FAILED:
+            self._say_cleared(vehicle_id, execution_id, outcome["reason"])
+            return None
         if outcome["classification"] == "retryable" and status == STATUS_FAILED:
             self.log.info(
                 "Execution %s from an earlier try FAILED (%s, retryable); sending the command again.",
@@ -208,7 +253,7 @@ class Lifecycle:
             return Step(vehicle_id, outcome=failed(vehicle_id, error, STATUS_FAILED))
         return Step(vehicle_id, outcome=outcome)
 
-    def _adopt_in_flight(self, vehicle_id: str, flight: dict[str, Any]) -> Step | None:
+    def _adopt_in_flight(self, vehicle_id: str, flight: dict[str, Any], *, cleared: bool = False) -> Step | None:
         """An earlier try started a create and never learnt its outcome: adopt what appeared since, if anything."""
         before = set(flight.get("before") or ())
         since = flight.get("since") if isinstance(flight.get("since"), (int, float)) else None
@@ -228,7 +273,7 @@ class Lifecycle:
                 found.get("status"),
             )
             self.records.try_update({vehicle_id: {"id": found["id"]}}, "the execution id")
-            return self._follow(vehicle_id, found)
+            return self._follow(vehicle_id, found, cleared=cleared)
         young = since is not None and time.time() - since < SETTLE_SECONDS
         if flight.get("applied") or (flight.get("maybe_applied") and young):
             return Step(vehicle_id, outcome=self._outcome_unknown(vehicle_id, bool(flight.get("applied"))))
@@ -248,13 +293,22 @@ class Lifecycle:
         error = VolterasRetryableCommandError(
             f"Volteras command {self.command} on vehicle {vehicle_id}: {cause}, and the execution is not listed "
             "yet. Not sending it again; Airflow will retry the task and look for it again. To send a new command "
-            f"instead: {state_store_steps(self.task_id)}",
+            f"instead: {self._forget_steps(vehicle_id)}",
             vehicle_id=vehicle_id,
             command=self.command,
             reason="CREATE_OUTCOME_UNKNOWN",
             delay_kind=DelayKind.TRANSIENT.value,
         )
         return failed(vehicle_id, error, "UNKNOWN")
+
+    def _forget_steps(self, vehicle_id: str) -> str:
+        """How a person makes this task forget a create whose outcome is unknown (a Clear re-adopts it)."""
+        if not self.records.single:
+            return (
+                f"start a new DAG run for vehicle {vehicle_id} (this task's record also holds its other vehicles' "
+                "commands, which must not be sent again)."
+            )
+        return state_store_steps(self.task_id, map_index=self.attempt.map_index if self.attempt else None)
 
     def _error(self, vehicle_id: str, err: Exception, execution_id: str | None, *, sent: bool) -> Step:
         failure = api_failure(err, vehicle_id=vehicle_id, command=self.command, execution_id=execution_id, sent=sent)

@@ -74,11 +74,13 @@ def test_sensor_fails_fatal_without_retry(sim, dags, dag_id):
 
 
 @pytest.mark.parametrize("dag_id", MODES)
-def test_sensor_retries_a_retryable_failure(sim, dags, dag_id):
+def test_sensor_does_not_retry_a_failed_execution_whatever_its_reason(sim, dags, dag_id):
     execution_id = send(sim, "car-s3", outcome="FAILED", failed_reason="OEM_NETWORK_ERROR", delay=1)
     result = run(getattr(dags, dag_id), {"vehicle_id": "car-s3", "execution_id": execution_id})
-    # The sensor cannot resend: its retry sees the same FAILED execution and fails again.
-    assert result.task("wait").state == "failed" and result.task("wait").try_number == 2
+    # The sensor cannot resend: a retry would read the same FAILED execution, so it fails at its first try
+    # although the sensor has a retry left.
+    assert result.task("wait").state == "failed" and result.task("wait").try_number == 1
+    assert sim.state.counters()["createsTotal"] == 1
 
 
 @pytest.mark.parametrize("dag_id", MODES)
