@@ -8,13 +8,20 @@ passes (then one short last read, so a command that EXECUTED is never reported a
 pass one over the shared aiohttp client (:func:`async_reader`), the in-worker waits one over the
 synchronous hook run in threads (:func:`wait_in_worker`). Every read is cut at ``until``, the wait's
 deadline, whatever the server or the retry policy does.
+
+With webhooks on for the connection (``docs/webhooks.md``), a ``wake`` is a second source: the wait subscribes
+to its execution on the webhook bus, a ``command.updated`` webhook wakes it, and it then reads the execution
+once from the API and decides on that answer, never on the webhook. While webhooks flow the poll schedule
+stretches to the connection's ``webhook_safety_poll``; when none is seen for a while (or the bus is down) it
+is the normal schedule again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from airflow_provider_volteras._core.basics import is_terminal
@@ -25,6 +32,7 @@ from airflow_provider_volteras.exceptions import VolterasError, VolterasTranspor
 
 if TYPE_CHECKING:
     from airflow_provider_volteras.hooks.volteras import VolterasHook
+    from airflow_provider_volteras.webhooks.bus import Listener, WebhookWake
 
 #: ``status`` of one wait: the API's terminal statuses, ``PENDING`` when the deadline came first
 #: (``status_read`` says whether any read succeeded) and ``ERROR`` when an error ended the wait.
@@ -111,22 +119,37 @@ async def watch_one(
     poll_now: bool = True,
     jitter: float = 0.0,
     final_grace: float = FINAL_READ_GRACE,
+    wake: WebhookWake | None = None,
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """``(terminal execution or None at the deadline, last execution read)``; raises what ends the wait."""
+    """``(terminal execution or None at the deadline, last execution read)``; raises what ends the wait.
+
+    ``wake``: the connection's webhook bus, when webhooks are on: a pause between two reads ends early
+    when the execution's webhook comes, and stretches while webhooks flow (see the module's doc).
+    """
     plan = WaitPlan(deadline=deadline, poll_interval=poll_interval, jitter=jitter)
     if poll_now:
         plan.poll_now()
     last: dict[str, Any] | None = None
+    listener: Listener | None = None
 
     async def poll(pause: float) -> dict[str, Any] | VolterasError:
         nonlocal last
-        await asyncio.sleep(pause)
+        if listener is None:
+            await asyncio.sleep(pause)
+        else:
+            await listener.pause(pause, plan.deadline)
         outcome = await read(vehicle_id, execution_id, plan.deadline)
         if isinstance(outcome, dict):
             last = outcome
+        if listener is not None:
+            await listener.after_read(outcome)
         return outcome
 
-    final = await adrive(watch_flow(plan, log, what), poll)
+    if wake is None:
+        final = await adrive(watch_flow(plan, log, what), poll)
+    else:
+        async with wake.watch(execution_id, what) as listener:  # subscribed (and its key read) before any pause
+            final = await adrive(watch_flow(plan, log, what), poll)
     if final is None:
         # The deadline passed (perhaps before the wait even started): one last, short read.
         outcome = await read(vehicle_id, execution_id, time.time() + final_grace)
@@ -148,6 +171,7 @@ async def watch_executions(
     poll_now: bool = True,
     jitter: float = 0.1,
     final_grace: float = FINAL_READ_GRACE,
+    wake: WebhookWake | None = None,
 ) -> dict[str, VehicleWait]:
     """Wait for every ``{vehicle_id: execution_id}`` at once; one :class:`VehicleWait` per vehicle."""
     from airflow_provider_volteras.failures import api_failure
@@ -167,6 +191,7 @@ async def watch_executions(
                 poll_now=poll_now,
                 jitter=jitter,
                 final_grace=final_grace,
+                wake=wake,
             )
         except VolterasError as err:
             failure = api_failure(err, vehicle_id=vehicle_id, command=label, execution_id=execution_id, sent=True)
@@ -181,6 +206,19 @@ async def hold(until: float | None) -> None:
     """Fire no event before ``until`` (epoch seconds; at most a minute from now): see ``hold_until``."""
     if until is not None:
         await asyncio.sleep(max(0.0, min(until - time.time(), 60.0)))
+
+
+@contextlib.asynccontextmanager
+async def webhook_wake(settings: Any, log: Any) -> AsyncIterator[WebhookWake | None]:
+    """The connection's webhook wake for this event loop, or ``None`` when webhooks are off (the bus module,
+    and with it redis, is imported only when they are on)."""
+    if not getattr(settings, "webhooks", False):
+        yield None
+        return
+    from airflow_provider_volteras.webhooks.bus import webhook_wake as bus_wake
+
+    async with bus_wake(settings, log) as wake:
+        yield wake
 
 
 def cut_at(what: str) -> VolterasTransportError:
@@ -239,17 +277,19 @@ def wait_in_worker(
     from airflow_provider_volteras._core.waiting import final_read_grace
 
     async def main() -> dict[str, VehicleWait]:
-        return await watch_executions(
-            thread_reader(hook, command, concurrency),
-            executions,
-            command=command,
-            deadline=deadline,
-            poll_interval=poll_interval,
-            log=log,
-            poll_now=poll_now,
-            jitter=0.0,
-            final_grace=final_read_grace(hook.settings),
-        )
+        async with webhook_wake(hook.settings, log) as wake:
+            return await watch_executions(
+                thread_reader(hook, command, concurrency),
+                executions,
+                command=command,
+                deadline=deadline,
+                poll_interval=poll_interval,
+                log=log,
+                poll_now=poll_now,
+                jitter=0.0,
+                final_grace=final_read_grace(hook.settings),
+                wake=wake,
+            )
 
     return asyncio.run(main())
 
@@ -267,4 +307,5 @@ __all__ = [
     "wait_result",
     "watch_executions",
     "watch_one",
+    "webhook_wake",
 ]

@@ -134,11 +134,14 @@ class CommandExecutionTrigger(BaseTrigger):
         from airflow_provider_volteras._core.waiting import final_read_grace
         from airflow_provider_volteras.failures import api_failure
         from airflow_provider_volteras.hooks._async import AsyncVolterasClient
-        from airflow_provider_volteras.lifecycle.watch import async_reader, hold, watch_one
+        from airflow_provider_volteras.lifecycle.watch import async_reader, hold, watch_one, webhook_wake
 
         what = f"{self.command or 'command'} execution {self.command_execution_id} on vehicle {self.vehicle_id}"
         try:
-            async with AsyncVolterasClient.open(self.volteras_conn_id, self.log) as client:
+            async with (
+                AsyncVolterasClient.open(self.volteras_conn_id, self.log) as client,
+                webhook_wake(client.settings, self.log) as wake,
+            ):
                 final, last = await watch_one(
                     async_reader(client, self.command),
                     self.vehicle_id,
@@ -149,6 +152,7 @@ class CommandExecutionTrigger(BaseTrigger):
                     what=what,
                     jitter=0.1,
                     final_grace=final_read_grace(client.settings),
+                    wake=wake,
                 )
         except VolterasError as err:
             failure = api_failure(

@@ -89,12 +89,15 @@ class FleetCommandTrigger(BaseTrigger):
         from airflow_provider_volteras.exceptions import VolterasError
         from airflow_provider_volteras.failures import api_failure
         from airflow_provider_volteras.hooks._async import AsyncVolterasClient
-        from airflow_provider_volteras.lifecycle.watch import async_reader, hold, watch_executions
+        from airflow_provider_volteras.lifecycle.watch import async_reader, hold, watch_executions, webhook_wake
 
         command = self.command
         self.log.info("Waiting for %s on %d vehicle(s) until %s", command, len(self.executions), self.deadline)
         try:
-            async with AsyncVolterasClient.open(self.volteras_conn_id, self.log) as client:
+            async with (
+                AsyncVolterasClient.open(self.volteras_conn_id, self.log) as client,
+                webhook_wake(client.settings, self.log) as wake,
+            ):
                 outcomes = await watch_executions(
                     async_reader(client, command),
                     self.executions,
@@ -103,6 +106,7 @@ class FleetCommandTrigger(BaseTrigger):
                     poll_interval=self.poll_interval,
                     log=self.log,
                     final_grace=final_read_grace(client.settings),
+                    wake=wake,
                 )
         except VolterasError as err:
             label = next(iter(self.executions)) if len(self.executions) == 1 else f"{len(self.executions)} vehicles"

@@ -7,6 +7,8 @@ Layout (one Redis, shared by every Volteras connection that names it in ``webhoo
   terminal status is never overwritten by a ``PENDING`` that arrives after it (reordered deliveries).
 * ``volteras:<conn_id>:last-webhook``: when the receiver last accepted a webhook (epoch seconds), kept
   ``FLOW_WINDOW`` seconds: whether webhooks "flow" for that connection.
+* ``volteras:<conn_id>:last-missed``: when a wait last found an execution ended without its webhook (set
+  by the waits, shared by every triggerer and worker): webhooks do not flow until one is accepted after it.
 * ``volteras:<conn_id>:svix-id:<message id>``: the Svix message ids already accepted (replays are refused).
 * the channel ``volteras:command.updated``: ``{"conn", "id", "status"}`` of every accepted webhook.
 
@@ -55,6 +57,8 @@ REPLAY_TTL = 900
 RECONNECT_FIRST, RECONNECT_MAX = 0.5, 30.0
 #: A ping on the bus's connection this often; no answer within ``PING_TIMEOUT`` means a dead connection.
 PING_EVERY, PING_TIMEOUT = 15.0, 10.0
+#: How long a wait waits for its loop's bus to connect the first time before it starts (polling if not).
+FIRST_CONNECT_WAIT = 3.0
 #: Keys read per ``MGET`` when many waits (re)start at once.
 MGET_CHUNK = 500
 
@@ -67,6 +71,10 @@ def status_key(conn_id: str, execution_id: str) -> str:
 
 def seen_key(conn_id: str) -> str:
     return f"volteras:{conn_id}:last-webhook"
+
+
+def missed_key(conn_id: str) -> str:
+    return f"volteras:{conn_id}:last-missed"
 
 
 def replay_key(conn_id: str, message_id: str) -> str:
@@ -244,6 +252,8 @@ class Bus:
         self._write = asyncio.Lock()
         self._conn: Any = None
         self._outage_logged = False
+        #: Set once the first connection attempt ended (connected or not): a new wait starts in the right mode.
+        self.ready = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="volteras-webhook-bus")
 
     # -- what the waits ask -------------------------------------------------------------------
@@ -255,13 +265,20 @@ class Bus:
             return False
         return seen >= self._last_missed.get(conn_id, 0.0)
 
-    def note_missed(self, conn_id: str) -> None:
+    async def note_missed(self, conn_id: str) -> None:
         """A wait found its execution ended without any announcement: webhooks do not flow (for now)."""
         was = self.flowing(conn_id)
-        self._last_missed[conn_id] = time.time()
+        now = time.time()
+        self._last_missed[conn_id] = now
         if was:
             log.info("Volteras webhooks (%s): a status change came without its webhook; polling normally", conn_id)
             self._nudge(conn_id)
+        if self.connected:  # shared with the other triggerers and workers (best effort)
+            await self._quietly("SET", missed_key(conn_id), repr(now), "EX", int(FLOW_WINDOW))
+
+    async def _quietly(self, *args: Any) -> None:
+        with contextlib.suppress(Exception):
+            await self._command(*args)
 
     async def register(self, waiter: Waiter) -> None:
         """Subscribe ``waiter``, then read its key: an announcement made before it registered is not lost."""
@@ -271,11 +288,11 @@ class Bus:
         with contextlib.suppress(RedisError, OSError, asyncio.TimeoutError):
             keys = [status_key(waiter.conn_id, waiter.execution_id)]
             if waiter.conn_id not in self._synced:
-                keys.append(seen_key(waiter.conn_id))
+                keys += [seen_key(waiter.conn_id), missed_key(waiter.conn_id)]
             values = await self._command("MGET", *keys)
             self._claim(waiter, values[0])
             if len(values) > 1:
-                self._seen_from(waiter.conn_id, values[1])
+                self._seen_from(waiter.conn_id, values[1], values[2])
 
     def unregister(self, waiter: Waiter) -> None:
         key = (waiter.conn_id, waiter.execution_id)
@@ -292,17 +309,18 @@ class Bus:
         if status in TERMINAL:
             waiter.wake(status)
 
-    def _seen_from(self, conn_id: str, raw: Any) -> None:
+    def _seen_from(self, conn_id: str, seen_raw: Any, missed_raw: Any) -> None:
         self._synced.add(conn_id)
-        try:
-            seen = float(raw) if raw is not None else None
-        except (TypeError, ValueError):
-            seen = None
-        if seen is not None and seen > self._last_seen.get(conn_id, 0.0):
-            was = self.flowing(conn_id)
-            self._last_seen[conn_id] = seen
-            if self.flowing(conn_id) != was:
-                self._nudge(conn_id)
+        was = self.flowing(conn_id)
+        for raw, known in ((seen_raw, self._last_seen), (missed_raw, self._last_missed)):
+            try:
+                when = float(raw) if raw is not None else None
+            except (TypeError, ValueError):
+                when = None
+            if when is not None and when > known.get(conn_id, 0.0):
+                known[conn_id] = when
+        if self.flowing(conn_id) != was:
+            self._nudge(conn_id)
 
     def _nudge(self, conn_id: str | None = None) -> None:
         for (cid, _), group in list(self._waiters.items()):
@@ -369,8 +387,9 @@ class Bus:
                     self._claim(waiter, raw)
         conns = sorted({c for c, _ in pairs})
         if conns:
-            for conn_id, raw in zip(conns, await self._command("MGET", *map(seen_key, conns)), strict=True):
-                self._seen_from(conn_id, raw)
+            values = await self._command("MGET", *(k for c in conns for k in (seen_key(c), missed_key(c))))
+            for index, conn_id in enumerate(conns):
+                self._seen_from(conn_id, values[2 * index], values[2 * index + 1])
 
     async def _connect(self) -> Any:
         kwargs = self.settings.kwargs()
@@ -403,6 +422,7 @@ class Bus:
                     log.warning("Volteras webhook bus: reconnected to Redis %s", self.settings.host)
                 self._outage_logged = False
                 pause = RECONNECT_FIRST
+                self.ready.set()
                 self._nudge()
                 pinger = asyncio.create_task(self._ping())
                 done, _ = await asyncio.wait({reader, pinger}, return_when=asyncio.FIRST_COMPLETED)
@@ -420,6 +440,7 @@ class Bus:
                     )
                     self._outage_logged = True
             finally:
+                self.ready.set()
                 was = self.connected
                 self.connected = False
                 for task in [t for t in (reader, pinger) if t is not None]:
@@ -439,6 +460,7 @@ class Bus:
             future = self._replies.popleft()
             if not future.done():
                 future.set_exception(RedisError("the webhook bus lost its connection"))
+                future.exception()  # its waiter may be gone already: not an unretrieved error
 
     async def close(self) -> None:
         self._task.cancel()
@@ -486,3 +508,140 @@ async def settings_for(redis_conn_id: str) -> RedisSettings:
 def buses() -> Mapping[tuple[int, tuple[Any, ...]], Bus]:
     """The live buses (for the benchmark and tests)."""
     return dict(_BUSES)
+
+
+# ---------------------------------------------------------------------------------------------
+# What one wait (one trigger, or one in-worker wait) listens to: ``WebhookWake``
+# ---------------------------------------------------------------------------------------------
+
+#: After a webhook claimed an end that the API's answer did not confirm, the wait polls on its normal
+#: schedule for this many seconds (the API may lag behind its own webhook; or the claim was wrong).
+CONFIRM_WINDOW = 30.0
+
+
+class WebhookWake:
+    """The bus of one Volteras connection as one wait sees it: a wake per execution, and the poll's stretch.
+
+    While webhooks flow (:meth:`Bus.flowing`) a wait polls only every ``safety_poll`` seconds (or its own
+    longer pause) and reads the execution when its webhook wakes it; otherwise it polls on its normal schedule.
+    The mode is logged once per change (per wait, not per execution).
+    """
+
+    def __init__(self, bus: Bus, conn_id: str, safety_poll: float, log: Any) -> None:
+        self.bus = bus
+        self.conn_id = conn_id
+        self.safety_poll = safety_poll
+        self.log = log
+        self._logged: str | None = None
+
+    def mode(self) -> str:
+        return "webhooks" if self.bus.flowing(self.conn_id) else "polling"
+
+    def log_mode(self, mode: str) -> None:
+        if mode == self._logged:
+            return
+        self._logged = mode
+        if mode == "webhooks":
+            self.log.info(
+                "Waiting on command.updated webhooks (connection %s): safety poll every %.0f s",
+                self.conn_id,
+                self.safety_poll,
+            )
+        else:
+            self.log.info(
+                "Polling on the normal schedule: %s (connection %s)",
+                "the webhook bus is not connected"
+                if not self.bus.connected
+                else "no command.updated webhook seen lately, or one was missed",
+                self.conn_id,
+            )
+
+    @contextlib.asynccontextmanager
+    async def watch(self, execution_id: str, what: str) -> AsyncIterator[Listener]:
+        """Subscribe to ``execution_id`` (then read its key) for the length of the block."""
+        waiter = Waiter(self.bus, self.conn_id, execution_id)
+        await self.bus.register(waiter)
+        try:
+            yield Listener(self, waiter, what)
+        finally:
+            self.bus.unregister(waiter)
+
+
+class Listener:
+    """One execution's wake, used by the watch routine between two reads."""
+
+    def __init__(self, wake: WebhookWake, waiter: Waiter, what: str) -> None:
+        self.wake = wake
+        self.waiter = waiter
+        self.what = what
+        self.woken = False
+        self._paused_in: str | None = None
+        self._confirm_until = 0.0
+
+    def mode(self) -> str:
+        return "polling" if time.time() < self._confirm_until else self.wake.mode()
+
+    async def pause(self, pause: float, deadline: float) -> None:
+        """Sleep ``pause`` (stretched to the safety poll while webhooks flow, never past ``deadline``), or
+        less when the execution's webhook comes; a change of mode re-plans the same pause."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        cap = max(0.0, deadline - time.time())
+        self.woken = False
+        while True:
+            mode = self.mode()
+            self._paused_in = mode
+            self.wake.log_mode(mode)
+            if self.waiter.announced:
+                self.waiter.announced = False
+                self.woken = True
+                return
+            limit = min(max(pause, self.wake.safety_poll) if mode == "webhooks" else pause, cap)
+            remaining = start + limit - loop.time()
+            if remaining <= 0:
+                return
+            self.waiter.event.clear()
+            try:
+                async with asyncio.timeout(remaining):
+                    await self.waiter.event.wait()
+            except TimeoutError:
+                return
+
+    async def after_read(self, outcome: Any) -> None:
+        """What the read after a pause says about the webhooks (never about the execution: the read decides)."""
+        terminal = isinstance(outcome, dict) and outcome.get("status") in TERMINAL
+        if self.woken and isinstance(outcome, dict) and not terminal and self.waiter.claim in TERMINAL:
+            self.wake.log.info(
+                "%s: a webhook said %s but the API says %s; polling on the normal schedule to confirm",
+                self.what,
+                self.waiter.claim,
+                outcome.get("status"),
+            )
+            self.waiter.claim = None
+            self._confirm_until = time.time() + CONFIRM_WINDOW
+        elif terminal and not self.woken and self._paused_in == "webhooks" and self.waiter.claim is None:
+            await self.wake.bus.note_missed(self.wake.conn_id)
+
+
+@contextlib.asynccontextmanager
+async def webhook_wake(settings: Any, log: Any) -> AsyncIterator[WebhookWake | None]:
+    """The wake of a connection with webhooks on (``None`` when they are off or the bus cannot be set up)."""
+    if not getattr(settings, "webhooks", False):
+        yield None
+        return
+    try:
+        redis_settings = await settings_for(settings.webhook_redis_conn_id)
+    except Exception as err:  # noqa: BLE001 - webhooks are an optimisation: the wait polls without them
+        log.warning(
+            "Webhooks are on for connection %s but its bus connection %r cannot be read (%s); polling only",
+            settings.conn_id,
+            settings.webhook_redis_conn_id,
+            type(err).__name__,
+        )
+        yield None
+        return
+    async with lend_bus(redis_settings) as bus:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(FIRST_CONNECT_WAIT):
+                await bus.ready.wait()
+        yield WebhookWake(bus, settings.conn_id, settings.webhook_safety_poll, log)
