@@ -174,6 +174,9 @@ class SimulatorState:
         self._seed = seed_demo_vehicles
         self._log_size = request_log_size
         self._generation = 0
+        #: Called with ``(execution as the API shows it once ended, when it ends)`` for every new execution
+        #: and every forced end (the webhook sender, ``simulator/webhooks.py``, listens here).
+        self._listeners: list[Callable[[dict[str, Any], float], None]] = []
         self._clear(keep_tokens=False)
 
     # ------------------------------------------------------------------ housekeeping
@@ -539,6 +542,7 @@ class SimulatorState:
             per_vehicle = self._creates.setdefault(vehicle_id, {})
             per_vehicle[command] = per_vehicle.get(command, 0) + 1
             self._counts["createsTotal"] += 1
+            self._tell(execution)
             answer = execution.to_api(now)
             if self._config.omit_create_arguments:
                 del answer["commandArguments"]
@@ -756,6 +760,19 @@ class SimulatorState:
                 self._served(execution, now)
             return {"results": [e.to_api(now) for e in page], "nextPageToken": next_token, "totalResults": total}
 
+    def add_listener(self, listener: Callable[[dict[str, Any], float], None]) -> None:
+        """Be told of each execution's end: ``listener(ended execution, end time)``, called under the lock."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[dict[str, Any], float], None]) -> None:
+        with self._lock:
+            self._listeners.remove(listener)
+
+    def _tell(self, execution: _Execution) -> None:
+        for listener in self._listeners:
+            listener(execution.to_api(execution.finish_at), execution.finish_at)
+
     def finish_execution(
         self, execution_id: str, outcome: str = "EXECUTED", failed_reason: str | None = None
     ) -> dict[str, Any]:
@@ -773,6 +790,7 @@ class SimulatorState:
                 execution.final_status = outcome
                 execution.final_reason = (failed_reason or DEFAULT_FAILED_REASON) if outcome == "FAILED" else None
                 execution.finished_manually = True
+                self._tell(execution)
             return execution.to_api(now)
 
     # ------------------------------------------------------------------ pagination
