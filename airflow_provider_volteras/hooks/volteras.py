@@ -328,9 +328,15 @@ class VolterasHook(BaseHook):
                 False,
                 f"Volteras connection failed: {type(err).__name__}: {str(err).replace(this, 'this connection')}",
             )
-        return True, (
+        message = (
             f"Connected to Volteras organization {access['organizationId']} as client {access.get('clientId', '?')}."
         )
+        if not self.settings.webhooks:
+            return True, message
+        from airflow_provider_volteras.webhooks.bus import bus_status
+
+        reachable, said = bus_status(self.settings)
+        return reachable, f"{message} {said}"
 
     def get_command_execution(
         self, vehicle_id: str, command_execution_id: str, *, command: str | VehicleCommand | None = None
@@ -649,22 +655,25 @@ class VolterasHook(BaseHook):
         """
         import asyncio
 
-        from airflow_provider_volteras.lifecycle.watch import thread_reader, watch_one
+        from airflow_provider_volteras.lifecycle.watch import thread_reader, watch_one, webhook_wake
 
-        final, _ = asyncio.run(
-            watch_one(
-                thread_reader(self, command.value if isinstance(command, VehicleCommand) else command, 1),
-                vehicle_id,
-                command_execution_id,
-                deadline=deadline,
-                poll_interval=poll_interval,
-                log=self.log,
-                what=f"{vehicle_id}/{command_execution_id}",
-                poll_now=False,
-                final_grace=final_read_grace(self.settings),
-            )
-        )
-        return final
+        async def wait() -> dict[str, Any] | None:
+            async with webhook_wake(self.settings, self.log) as wake:
+                final, _ = await watch_one(
+                    thread_reader(self, command.value if isinstance(command, VehicleCommand) else command, 1),
+                    vehicle_id,
+                    command_execution_id,
+                    deadline=deadline,
+                    poll_interval=poll_interval,
+                    log=self.log,
+                    what=f"{vehicle_id}/{command_execution_id}",
+                    poll_now=False,
+                    final_grace=final_read_grace(self.settings),
+                    wake=wake,
+                )
+            return final
+
+        return asyncio.run(wait())
 
     # -- vehicles, tags, vehicle selections, and any other endpoint ---------------------------------
 

@@ -505,6 +505,35 @@ async def settings_for(redis_conn_id: str) -> RedisSettings:
     return settings
 
 
+def bus_status(settings: Any) -> tuple[bool, str]:
+    """What the connection test says of the webhooks: is the bus reachable, and when was a webhook last accepted."""
+    try:
+        redis_conf = redis_settings(settings.webhook_redis_conn_id)
+        client = redis_conf.sync_client()
+        try:
+            client.ping()
+            raw = client.get(seen_key(settings.conn_id))
+        finally:
+            client.close()
+    except Exception as err:  # noqa: BLE001 - the form shows the cause, whatever it is
+        return False, (
+            f"Webhooks: the bus (redis connection {settings.webhook_redis_conn_id!r}) is unreachable "
+            f"({type(err).__name__}); waits poll on the normal schedule."
+        )
+    where = f"the receiver is {URL_PATH.format(conn_id=settings.conn_id)} on the API server"
+    if raw is None:
+        return True, (
+            f"Webhooks: the bus is reachable; no command.updated webhook accepted in the last {FLOW_WINDOW / 60:.0f} "
+            f"minutes ({where}: check the endpoint in Volteras)."
+        )
+    ago = max(0.0, time.time() - float(raw))
+    return True, f"Webhooks: the bus is reachable; the last command.updated webhook was accepted {ago:.0f} s ago."
+
+
+#: The receiver's path on the API server (``webhooks/receiver.py``).
+URL_PATH = "/volteras/webhooks/{conn_id}"
+
+
 def buses() -> Mapping[tuple[int, tuple[Any, ...]], Bus]:
     """The live buses (for the benchmark and tests)."""
     return dict(_BUSES)

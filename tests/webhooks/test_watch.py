@@ -204,3 +204,31 @@ async def test_without_webhooks_nothing_changes(sim, redis_server):
     assert event["status"] == "executed"
     assert reads(sim, execution_id) >= 3  # the normal schedule: 0, 1, 2.5 s...
     assert redis_server.clients() == 0
+
+
+def test_the_connection_test_says_whether_the_bus_is_reachable_and_when_a_webhook_came(hooked, redis_server):
+    ok, said = VolterasHook().test_connection()
+    assert ok and "no command.updated webhook accepted in the last 10 minutes" in said
+    assert "/volteras/webhooks/volteras_default" in said
+    asyncio.run(announce(redis_server.port, "warm", "EXECUTED", "msg_warm"))
+    ok, said = VolterasHook().test_connection()
+    assert ok and "the last command.updated webhook was accepted" in said
+    redis_server.stop()
+    ok, said = VolterasHook().test_connection()
+    assert not ok and "the bus (redis connection 'volteras_bus') is unreachable" in said
+
+
+def test_the_hooks_wait_uses_the_bus_too(hooked, redis_server):
+    import threading
+
+    asyncio.run(announce(redis_server.port, "warm", "EXECUTED", "msg_warm"))
+    hooked.state.set_scenario("wh-car-9", outcome="EXECUTED", delay=2.5)
+    execution_id = create("wh-car-9")
+    sender = threading.Thread(
+        target=lambda: asyncio.run(announce_when_done(hooked, redis_server.port, execution_id, "msg_9"))
+    )
+    sender.start()
+    final = VolterasHook().wait_for_command_execution("wh-car-9", execution_id, deadline=time.time() + 60)
+    sender.join()
+    assert final is not None and final["status"] == "EXECUTED"
+    assert reads(hooked, execution_id) == 1
