@@ -153,6 +153,9 @@ class Deployment:
     postgres: Component | None = None
     redis: Component | None = None
     env: dict[str, str] = field(default_factory=dict)
+    #: More extras of ``volteras_default`` and more environment for every component (the webhook tests').
+    connection_extra: dict[str, Any] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)
     _token: str | None = None
     _http: requests.Session = field(default_factory=requests.Session)
 
@@ -188,6 +191,7 @@ class Deployment:
                     "max_retries": 3,
                     "retry_max_wait": 0.5,
                     "shared_cache_dir": str(self.home / token_cache),
+                    **self.connection_extra,
                 },
             }
         )
@@ -242,6 +246,7 @@ class Deployment:
                 "AIRFLOW__CORE__HOSTNAME_CALLABLE": HOSTNAME_CALLABLE,
                 "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p),
                 "VOLTERAS_E2E_HOSTNAME": "main",
+                **self.extra_env,
             }
         )
         return env
