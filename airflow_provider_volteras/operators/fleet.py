@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from airflow_provider_volteras._compat import task_state_store
 from airflow_provider_volteras._core.vehicles import (
     VehicleSelection,
     check_max_vehicles,
@@ -198,7 +199,7 @@ class VolterasFleetCommandOperator(CommandTaskOperator):
 
     def _records(self, context: Context, command: str, arguments: dict[str, Any] | None, label: str) -> Records:
         records = Records(
-            context.get("task_state_store"),
+            task_state_store(context, self.log),
             self.log,
             key=self.state_key,
             command=command,
