@@ -4,8 +4,15 @@ Each vehicle's task sends CLIMATE_OFF and waits for it in the triggerer; the Air
 mapped task with its vehicle id. Fatal failures (consent expired, remote access disabled, ...) fail
 that vehicle's task at once; transient ones retry after a delay that fits the reason
 (``VolterasRetryPolicy``), and a retry never sends a second command while the first is pending or
-after it EXECUTED. The fleet comes from the ``vehicle_ids`` param, so a manual run can target other
-vehicles with ``{"vehicle_ids": [...]}``.
+after it EXECUTED.
+
+**Which vehicles.** The ``fleet`` task picks them when the run starts: the vehicles that carry the
+``tag`` param (``fleet=demo`` by default) in the Volteras API, listed from ``GET /v1/vehicles``
+(``VolterasHook.select_vehicles``); the mapped tasks are built from its list, so every retry of a
+vehicle's task keeps to that vehicle whatever the tag says later. A run can name vehicles itself with
+``{"vehicle_ids": [...]}`` instead. An empty selection, or more than 1,024 vehicles, fails ``fleet``
+before anything is sent. ``fleet`` sends nothing, so ``airflow tasks test volteras_fleet_climate_off
+fleet`` previews the selection.
 
 **Why it does not run on a schedule by default.** A command is a physical action on cars. With a
 schedule, unpausing the DAG (which the UI's Trigger button does for a paused DAG) makes the scheduler
@@ -33,9 +40,10 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, Param, task
 
 from airflow_provider_volteras.failures import VolterasRetryPolicy
+from airflow_provider_volteras.hooks.volteras import VolterasHook
 from airflow_provider_volteras.operators.commands import ClimateOffOperator
 
-FLEET = ["sim-ok-demo-1", "sim-ok-demo-2", "sim-ok-3"]  # the simulator's demo vehicles: replace with yours
+FLEET_TAG = "fleet=demo"  # the simulator's demo vehicles carry it: tag yours (POST /v1/tags), or replace it
 # Opt-in schedule (see the doc above): no schedule unless the environment asks for one.
 SCHEDULE = os.environ.get("VOLTERAS_FLEET_SCHEDULE") or None
 
@@ -60,28 +68,40 @@ with DAG(
     tags=["volteras", "example"],
     doc_md=__doc__,
     params={
+        "tag": Param(
+            FLEET_TAG,
+            type="string",
+            pattern="^[^=]+=.+$",
+            title="Vehicle tag",
+            description=(
+                "Turn the climate off on the vehicles with this tag (key=value), as the Volteras API lists them "
+                "when the run starts; one task each, at most 1,024 (use volteras_fleet_climate_off_batch for "
+                "more). Against the simulator: fleet=demo (sim-ok-demo-1 and sim-ok-demo-2, both execute) or "
+                "fleet=demo-mixed (the four demo vehicles: one fails retryably, one stays pending)."
+            ),
+        ),
         "vehicle_ids": Param(
-            FLEET,
+            [],
             type="array",
             items={"type": "string"},
-            minItems=1,
             maxItems=1024,
-            title="Vehicle ids",
+            title="Vehicle ids (instead of the tag)",
             description=(
-                "The Volteras vehicle ids to turn the climate off on, one task each (at most 1,024; use "
-                "volteras_fleet_climate_off_batch for more). Against the simulator: sim-ok-demo-1 and "
-                "sim-ok-demo-2 execute, sim-fail-OEM_VEHICLE_OFFLINE fails retryably, "
-                "sim-fail-OEM_OAUTH_TOKEN_EXPIRED fails fatally; any id starting with sim-ok executes."
+                "Leave empty to select by tag. Otherwise exactly these Volteras vehicle ids, one task each. "
+                "Against the simulator any id starting with sim-ok executes, sim-fail-OEM_VEHICLE_OFFLINE fails "
+                "retryably and sim-fail-OEM_OAUTH_TOKEN_EXPIRED fails fatally."
             ),
-        )
+        ),
     },
     max_active_runs=1,
 ) as dag:
 
     @task
     def fleet(params: dict | None = None) -> list[str]:
-        """The vehicles of this run (the param, or ``dag_run.conf`` when triggered with one)."""
-        return list((params or {})["vehicle_ids"])
+        """This run's vehicles, chosen now: the ``vehicle_ids`` a run names, else those tagged ``tag``."""
+        chosen = params or {}
+        source = {"vehicle_ids": chosen["vehicle_ids"]} if chosen.get("vehicle_ids") else {"tag": chosen["tag"]}
+        return VolterasHook().select_vehicles(**source, max_vehicles=1024)
 
     ClimateOffOperator.partial(
         task_id="climate_off",

@@ -30,8 +30,12 @@ fleet twice. So this DAG only runs when triggered (``schedule=None``). To run it
 ``VOLTERAS_FLEET_BATCH_SCHEDULE`` (e.g. ``0 20 * * *``) in the environment that parses DAGs; then unpause it
 once, before the evening slot, and do not also trigger it by hand.
 
-The ``vehicle_ids`` param holds the fleet, so a manual run can target other vehicles with
-``{"vehicle_ids": [...]}``.
+**Which vehicles.** ``fleet`` picks them when the run starts: the vehicles that carry the ``tag`` param
+(``fleet=demo`` by default), listed from the Volteras API (``VolterasHook.select_vehicles``, at most
+``MAX_VEHICLES``: more, or none, fails ``fleet`` before anything is sent), or the ``vehicle_ids`` a run
+names with ``{"vehicle_ids": [...]}``. The chunks are built from that list, so a chunk's retry keeps to
+its vehicles whatever the tag says later. ``airflow tasks test volteras_fleet_climate_off_batch fleet``
+previews the selection without sending anything.
 """
 
 from __future__ import annotations
@@ -42,9 +46,12 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, Param, task
 
 from airflow_provider_volteras.failures import VolterasRetryPolicy
+from airflow_provider_volteras.hooks.volteras import VolterasHook
 from airflow_provider_volteras.operators.fleet import FleetClimateOffOperator, chunk_label_template, chunked
 
-FLEET = ["sim-ok-demo-1", "sim-ok-demo-2", "sim-ok-3"]  # the simulator's demo vehicles: replace with yours
+FLEET_TAG = "fleet=demo"  # the simulator's demo vehicles carry it: tag yours (POST /v1/tags), or replace it
+#: The most vehicles one run may reach: a selection above it fails before anything is sent.
+MAX_VEHICLES = 10_000
 CHUNK_SIZE = int(os.environ.get("VOLTERAS_FLEET_CHUNK_SIZE", "500"))
 # Opt-in schedule (see the doc above): no schedule unless the environment asks for one.
 SCHEDULE = os.environ.get("VOLTERAS_FLEET_BATCH_SCHEDULE") or None
@@ -70,26 +77,39 @@ with DAG(
     tags=["volteras", "example"],
     doc_md=__doc__,
     params={
+        "tag": Param(
+            FLEET_TAG,
+            type="string",
+            pattern="^[^=]+=.+$",
+            title="Vehicle tag",
+            description=(
+                "Turn the climate off on the vehicles with this tag (key=value), as the Volteras API lists them "
+                f"when the run starts (up to {MAX_VEHICLES:,}, sent in chunks of {CHUNK_SIZE}). Against the "
+                "simulator: fleet=demo (sim-ok-demo-1 and sim-ok-demo-2, executed) or fleet=demo-mixed (also "
+                "sim-fail-OEM_VEHICLE_OFFLINE-demo, which fails retryably, and sim-stuck-demo, which stays pending)."
+            ),
+        ),
         "vehicle_ids": Param(
-            FLEET,
+            [],
             type="array",
             items={"type": "string"},
-            title="Vehicle ids",
+            title="Vehicle ids (instead of the tag)",
             description=(
-                "The Volteras vehicle ids to turn the climate off on (any number: they are sent in chunks of "
-                f"{CHUNK_SIZE}). Against the simulator, try its demo vehicles sim-ok-demo-1 and sim-ok-demo-2 "
-                "(executed), sim-fail-OEM_VEHICLE_OFFLINE-demo (fails, retryable) and sim-stuck-demo (stays "
-                "pending); any id starting with sim-ok executes, sim-fail-<REASON> fails with that reason."
+                "Leave empty to select by tag. Otherwise exactly these Volteras vehicle ids; against the "
+                "simulator any id starting with sim-ok executes, sim-fail-<REASON> fails with that reason."
             ),
-        )
+        ),
     },
     max_active_runs=1,
 ) as dag:
 
     @task
     def fleet(params: dict | None = None) -> list[list[str]]:
-        """The vehicles of this run (the param, or ``dag_run.conf``), in chunks of CHUNK_SIZE."""
-        return chunked((params or {})["vehicle_ids"], CHUNK_SIZE)
+        """This run's vehicles, chosen now (the ``vehicle_ids`` a run names, else those tagged ``tag``), in
+        chunks of CHUNK_SIZE."""
+        chosen = params or {}
+        source = {"vehicle_ids": chosen["vehicle_ids"]} if chosen.get("vehicle_ids") else {"tag": chosen["tag"]}
+        return chunked(VolterasHook().select_vehicles(**source, max_vehicles=MAX_VEHICLES), CHUNK_SIZE)
 
     FleetClimateOffOperator.partial(
         task_id="climate_off",

@@ -71,7 +71,8 @@ def test_send_command_example_from_the_ui_form(sim, examples, default_deferrable
 def test_fleet_example_with_its_default_vehicles(sim, examples, capfd):
     result = run(examples["volteras_fleet_climate_off"])
     assert result.state == "success"
-    fleet = examples["volteras_fleet_climate_off"].params["vehicle_ids"]
+    # Its default tag fleet=demo selects the simulator's two demo vehicles that execute.
+    fleet = ["sim-ok-demo-1", "sim-ok-demo-2"]
     assert {vid: c["CLIMATE_OFF"] for vid, c in sim.state.counters()["creates"].items()} == dict.fromkeys(fleet, 1)
     # Each mapped task is labelled with its vehicle in the UI, not 0, 1, 2.
     labels = [result.task("climate_off", index).label for index in range(len(fleet))]

@@ -210,6 +210,7 @@ def test_example_dags_parse_without_errors():
         "volteras_send_command",
         "volteras_fleet_climate_off",
         "volteras_fleet_climate_off_batch",
+        "volteras_fleet_climate_off_by_tag",
         "volteras_unlock_doors_approved",
         "volteras_after_climate_off",
     }
