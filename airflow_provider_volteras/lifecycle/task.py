@@ -37,7 +37,7 @@ from airflow_provider_volteras.exceptions import (
 from airflow_provider_volteras.failures import DelayKind, api_failure, unexpected_outcome
 from airflow_provider_volteras.lifecycle.outcomes import Judge, Outcome, failed, failure_of, outcome_table, slim
 from airflow_provider_volteras.lifecycle.records import Records
-from airflow_provider_volteras.lifecycle.tries import Attempt, attempt_of
+from airflow_provider_volteras.lifecycle.tries import attempt_of
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -107,9 +107,7 @@ class CommandTaskMixin(VolterasTaskMixin):
         records.load()
         return records
 
-    def lifecycle(
-        self, records: Records, spec: CommandSpec, arguments: dict[str, Any] | None, attempt: Attempt | None = None
-    ) -> Lifecycle:
+    def lifecycle(self, records: Records, spec: CommandSpec, arguments: dict[str, Any] | None) -> Lifecycle:
         from airflow_provider_volteras.lifecycle.vehicle import Lifecycle
 
         return Lifecycle(
@@ -121,7 +119,6 @@ class CommandTaskMixin(VolterasTaskMixin):
             if_in_progress=cast(Any, self.if_in_progress),
             task_id=getattr(self, "task_id", None),
             concurrency=self.concurrency,
-            attempt=attempt,
         )
 
     # -- the flow -----------------------------------------------------------------------------------
@@ -148,7 +145,8 @@ class CommandTaskMixin(VolterasTaskMixin):
                 "(once); one that may still be in flight is re-attached to, one that EXECUTED is not sent again.",
                 attempt.number,
             )
-        lifecycle = self.lifecycle(records, spec, arguments, attempt)
+        lifecycle = self.lifecycle(records, spec, arguments)
+        lifecycle.attempt = attempt
         steps = lifecycle.prepare(vehicles)
         if not wait:
             return steps
