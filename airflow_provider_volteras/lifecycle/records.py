@@ -12,7 +12,7 @@ One entry per vehicle, the same for a single-vehicle task and a fleet task::
 A single-vehicle task keeps its one entry flat under ``volteras_command_execution`` together with
 ``vehicle_id``, ``command`` and ``arguments``; a fleet task keeps ``{"command", "arguments",
 "selection", "vehicles": {vehicle_id: entry}}`` under ``volteras_fleet_command_executions``, where
-``selection`` is ``{"source", "vehicles", "at"}``: the vehicles the task resolved (from a tag, a filter or
+``selection`` is ``{"source", "vehicles", "at", "try"}``: the vehicles the task resolved (from a tag, a filter or
 given ids), written before anything is sent, so that a retry acts on exactly those. Both layouts are read
 and written by the same :class:`Records`, which writes durably (a write returns once stored) and
 lets concurrent writers of one task share a write.
@@ -65,7 +65,7 @@ class Records:
         #: Stamped on every entry this try writes, so a later try can tell a Clear from a retry.
         self.try_number = try_number
         self.vehicles: dict[str, dict[str, Any]] = {}
-        #: A fleet task's recorded selection ``{"source", "vehicles", "at"}`` (``None`` until one is recorded).
+        #: A fleet task's recorded selection ``{"source", "vehicles", "at", "try"}`` (``None`` until recorded).
         self.selection: dict[str, Any] | None = None
         self._cond = threading.Condition()
         self._version = 0
@@ -151,8 +151,9 @@ class Records:
 
     def record_selection(self, source: Any, vehicles: list[str], at: float) -> None:
         """Write a fleet task's resolved vehicles (and where they came from) durably: before any send."""
+        stamp = {} if self.try_number is None else {"try": self.try_number}
         with self._cond:
-            self.selection = {"source": source, "vehicles": list(vehicles), "at": at}
+            self.selection = {"source": source, "vehicles": list(vehicles), "at": at, **stamp}
         self.update({})
 
     def update(self, changes: Mapping[str, dict[str, Any] | None], *, durable: bool = True) -> None:

@@ -206,6 +206,7 @@ class VolterasFleetCommandOperator(CommandTaskOperator):
             arguments=arguments,
             single=False,
             label=label,
+            try_number=_try_number(context),
         )
         records.load()
         return records
@@ -217,12 +218,15 @@ class VolterasFleetCommandOperator(CommandTaskOperator):
         records = self._records(context, command, arguments, f"the fleet selected by {selection.describe()}")
         recorded = records.recorded_vehicles(selection.source()) if selection.listed else None
         if recorded is not None:
-            at = (records.selection or {}).get("at")
+            earlier = records.selection or {}
+            at, by = earlier.get("at"), earlier.get("try")
             when = datetime.fromtimestamp(at, tz=UTC).isoformat() if isinstance(at, (int, float)) else "earlier"
             self.log.info(
-                "Acting on the %d vehicle(s) an earlier try of this task selected by %s at %s (recorded in the "
-                "task state store); the vehicle listing is not read again, so its changes since do not apply: %s",
+                "Acting on the %d vehicle(s) an earlier try of this task (%s) selected by %s at %s (recorded in "
+                "the task state store); the vehicle listing is not read again, so its changes since do not "
+                "apply: %s",
                 len(recorded),
+                f"try {by}" if isinstance(by, int) else "its first",
                 selection.describe(),
                 when,
                 _shown(recorded),
@@ -329,6 +333,11 @@ def _count(value: Any) -> int | str:
 def _shown(vehicle_ids: Sequence[str], limit: int = 50) -> str:
     shown = ", ".join(vehicle_ids[:limit])
     return shown + (f" and {len(vehicle_ids) - limit} more" if len(vehicle_ids) > limit else "")
+
+
+def _try_number(context: Context) -> int | None:
+    number = getattr(context.get("ti"), "try_number", None)
+    return number if isinstance(number, int) and not isinstance(number, bool) else None
 
 
 def _flag(value: Any) -> bool:

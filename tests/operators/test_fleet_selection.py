@@ -196,7 +196,7 @@ def test_a_retry_acts_on_the_recorded_selection_when_the_tag_changed(sim, dags, 
     assert listings(sim) == 1  # listed once, by try 1; the deferral's resume and try 2 read the record
     assert [o["vehicle_id"] for o in xcom(dr)] == ["sel-ok", "sel-offline"]
     log = capfd.readouterr().out
-    assert "Acting on the 2 vehicle(s) an earlier try of this task selected by tag fleet=m" in log
+    assert "Acting on the 2 vehicle(s) an earlier try of this task (try 1) selected by tag fleet=m" in log
 
 
 def test_a_try_that_died_before_any_create_leaves_its_selection_to_the_next(sim, dags):
@@ -208,7 +208,7 @@ def test_a_try_that_died_before_any_create_leaves_its_selection_to_the_next(sim,
     first, second = dags.RECORDS
     # Written before try 1 sent anything: the selection, and no vehicle entry yet.
     assert first["selection"]["vehicles"] == ["sel-a", "sel-b"] and first["vehicles"] == {}
-    assert first["selection"]["source"] == {"tag": {"key": "fleet", "value": "c"}}
+    assert first["selection"]["source"] == {"tag": {"key": "fleet", "value": "c"}} and first["selection"]["try"] == 1
     assert second["selection"] == first["selection"]
     assert sorted(create_posts(sim)) == ["sel-a", "sel-b"]  # sel-a was untagged, sel-late tagged: neither counts
     assert listings(sim) == 1
