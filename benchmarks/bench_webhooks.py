@@ -172,7 +172,8 @@ def main(argv: list[str]) -> None:
         redis_server.stop()
     print()
     print(
-        "| N | mode | status reads per command (max) | detection delay p50 / p95 / max (s) | CPU per waiting command (ms) | Redis connections per triggerer |"
+        "| N | mode | status reads per command (max) | detection delay p50 / p95 / max (s) "
+        "| CPU per waiting command (ms) | Redis connections per triggerer |"
     )
     print("| --- | --- | --- | --- | --- | --- |")
     for r in rows:
