@@ -14,6 +14,7 @@ from airflow_provider_volteras import get_provider_info
 from airflow_provider_volteras.failures import FAILED_REASONS
 from airflow_provider_volteras.hooks.volteras import VolterasHook
 from airflow_provider_volteras.operators.commands import OPERATORS
+from tests.provider_components import NOT_FOR_DAGS, defined_components
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,45 +29,6 @@ def test_provider_info_names_every_component():
     assert set(behaviour["hidden-fields"]) == {"schema", "port"}
     assert behaviour["relabeling"] == {"login": "Client ID", "password": "Client Secret", "host": "API base URL"}
     assert behaviour["placeholders"]["host"] == "https://api.volteras.com"
-
-
-#: Public task classes that are not listed, each with why (a new class fails the test until it is
-#: listed or named here).
-NOT_FOR_DAGS = {
-    "airflow_provider_volteras.lifecycle.task.CommandTaskOperator": "the base of the single and fleet operators",
-}
-
-
-def defined_components() -> dict[str, dict[str, list[str]]]:
-    """Per kind ("hooks", "operators", "sensors", "triggers"): every module of the package that defines a
-    public class of that kind, with those classes. Files are walked (``lifecycle/`` has no ``__init__``)."""
-    import importlib
-    import inspect
-
-    from airflow.sdk import BaseHook, BaseOperator, BaseSensorOperator
-    from airflow.triggers.base import BaseTrigger
-
-    package = ROOT / "airflow_provider_volteras"
-    found: dict[str, dict[str, list[str]]] = {"hooks": {}, "operators": {}, "sensors": {}, "triggers": {}}
-    for path in sorted(package.rglob("*.py")):
-        parts = path.relative_to(ROOT).with_suffix("").parts
-        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-        module = importlib.import_module(name)
-        for cls_name, cls in vars(module).items():
-            if not inspect.isclass(cls) or cls.__module__ != name or cls_name.startswith("_"):
-                continue
-            if f"{name}.{cls_name}" in NOT_FOR_DAGS:
-                continue
-            for kind, base in (
-                ("sensors", BaseSensorOperator),
-                ("operators", BaseOperator),
-                ("triggers", BaseTrigger),
-                ("hooks", BaseHook),
-            ):
-                if issubclass(cls, base):
-                    found[kind].setdefault(name, []).append(cls_name)
-                    break
-    return found
 
 
 def test_provider_info_lists_every_hook_operator_sensor_and_trigger_the_package_defines():
