@@ -1,6 +1,6 @@
 """Webhooks vs polling, side by side in one run: N waiting commands in one triggerer-like event loop.
 
-For each N and each mode, N CLIMATE_OFF executions (ending 5 to 15 s after creation, spread evenly) are
+For each N and each mode, N CLIMATE_OFF executions (ended 5 to 15 s after the waits started, evenly) are
 waited for by N ``CommandExecutionTrigger``s run in one asyncio loop on a thread of its own (a triggerer).
 ``webhooks``: the connection has webhooks on; the simulator sends each end as a Svix-signed ``command.updated``
 to the receiver (served by uvicorn on 127.0.0.1), which announces it on a private Redis. ``polling``: the
@@ -68,9 +68,18 @@ def run_one(sim: Any, sender: Any, n: int, mode: str, secret: str) -> dict[str, 
         print("warm-up webhook answered", sender.deliveries()[-1].status, flush=True)
     vehicles = [f"bench-{mode}-{n}-{i}" for i in range(n)]
     ids: dict[str, str] = {}
-    for i, vid in enumerate(vehicles):
-        sim.state.set_scenario(vid, outcome="EXECUTED", delay=5.0 + 10.0 * i / max(1, n - 1))
+    for vid in vehicles:  # pending until the finisher ends them, 5 to 15 s after the waits started
+        sim.state.set_scenario(vid, outcome="PENDING")
         ids[vid] = sim.state.create_command(vid, "CLIMATE_OFF")["id"]
+    waits_started = threading.Event()
+
+    def finisher() -> None:
+        waits_started.wait()
+        start = time.time()
+        for i, vid in enumerate(vehicles):
+            time.sleep(max(0.0, start + 5.0 + 10.0 * i / max(1, n - 1) - time.time()))
+            sim.state.finish_execution(ids[vid], "EXECUTED")
+
     deadline = time.time() + 120
     fired: dict[str, float] = {}
     found: dict[str, Any] = {}
@@ -96,7 +105,10 @@ def run_one(sim: Any, sender: Any, n: int, mode: str, secret: str) -> dict[str, 
                 found["bus_connections"] = sum(b.connections_opened for b in live) or found.get("bus_connections", 0)
 
         sampler = asyncio.create_task(sample())
-        await asyncio.gather(*(one(v) for v in vehicles))
+        waits = [asyncio.create_task(one(v)) for v in vehicles]
+        await asyncio.sleep(0)
+        waits_started.set()
+        await asyncio.gather(*waits)
         sampler.cancel()
 
     def thread() -> None:
@@ -106,8 +118,11 @@ def run_one(sim: Any, sender: Any, n: int, mode: str, secret: str) -> dict[str, 
 
     started = time.time()
     worker = threading.Thread(target=thread)
+    ending = threading.Thread(target=finisher)
+    ending.start()
     worker.start()
     worker.join()
+    ending.join()
     wall = time.time() - started
     counters = sim.state.counters()["pollsByExecution"]
     reads = [counters.get(ids[v], 0) for v in vehicles]
