@@ -87,8 +87,8 @@ with DAG(
         # Up to 10 minutes of waiting: in the triggerer, not in a worker slot.
         deferrable=True,
         doc_md=(
-            "**Waits** in the triggerer (`deferrable=True`) until the command sent by `climate_off` is EXECUTED (success) or "
-            "FAILED (failure). This task's state is the outcome of the command.\n\n"
+            "**Waits** in the triggerer (`deferrable=True`) until the command sent by `climate_off` is EXECUTED "
+            "(success) or FAILED (failure). This task's state is the outcome of the command.\n\n"
             "It never sends anything: clearing or retrying it checks the same execution again. To send the "
             "command again, clear **`climate_off`** with Downstream (after a fatal failure, delete its "
             "Task State Store key `volteras_command_execution` first)."
