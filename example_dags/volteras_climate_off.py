@@ -8,19 +8,14 @@ Trigger it from the UI and type a vehicle id in the form. Against the embedded s
 green as soon as the API accepted it, **even if the car later refuses it**. `wait_for_climate_off`
 tells you whether the car executed it: **the run's outcome is the sensor's state.**
 
-**When `wait_for_climate_off` fails**, its log starts with one line: the command, the vehicle, the
-`failedReason` and whether Airflow retries. Then:
+**When the command FAILED**, `wait_for_climate_off` fails at once, whatever the reason: its retries
+could only read the same FAILED execution, so it does not use them. Its log starts with one line: the
+command, the vehicle and the `failedReason`; then what the reason means and what to do.
 
-* *Retryable reason* (vehicle offline, busy, rate limited, ...): retrying the sensor cannot help, it
-  reads the same failed execution. To send the command again, **Clear `climate_off` with "Downstream"
-  selected**: it sends a new command and the sensor waits for that one.
-* *Fatal reason* (owner consent expired, remote access disabled, ...): fix the cause first (the log
-  says what to do). Then open the **`climate_off`** task instance, **Storage** tab (Task State Store),
-  **delete the key `volteras_command_execution`**, and **Clear `climate_off` with "Downstream"**.
-  Without deleting the key, `climate_off` only reports the earlier failure again (it never re-sends a
-  command that got a final answer on its own). Or trigger a new DAG run.
-
-Clearing only `wait_for_climate_off` never sends anything.
+**To send the command again** (for a fatal reason such as expired owner consent, once the cause is
+fixed): **Clear `climate_off` with "Downstream" selected**. A person's Clear after a FAILED command
+sends exactly one new command; the sensor then waits for that one. Clearing only
+`wait_for_climate_off` never sends anything. See docs/recovery.md (Clear or retry).
 
 **Where each task waits.** `climate_off` runs in a worker only for the seconds the request takes; it
 waits for nothing. `wait_for_climate_off` passes `deferrable=True`: it watches the command in the worker
@@ -73,9 +68,8 @@ with DAG(
         doc_md=(
             "**Sends** CLIMATE_OFF and succeeds as soon as the API accepted it (its XCom `id` is the "
             "execution). Green here does NOT mean the car executed it: see `wait_for_climate_off`.\n\n"
-            "To send the command again after a **fatal** failure: this task instance's **Storage** tab (Task "
-            "State Store), delete the key `volteras_command_execution`, then Clear this task with "
-            "**Downstream**. After a retryable failure, Clear with Downstream is enough."
+            "To send the command again after it FAILED: Clear this task with **Downstream**. A person's Clear "
+            "sends one new command (Airflow's own retries never do after a fatal failure)."
         ),
     )
     wait = CommandExecutionSensor(
@@ -89,9 +83,8 @@ with DAG(
         doc_md=(
             "**Waits** in the triggerer (`deferrable=True`) until the command sent by `climate_off` is EXECUTED "
             "(success) or FAILED (failure). This task's state is the outcome of the command.\n\n"
-            "It never sends anything: clearing or retrying it checks the same execution again. To send the "
-            "command again, clear **`climate_off`** with Downstream (after a fatal failure, delete its "
-            "Task State Store key `volteras_command_execution` first)."
+            "It never sends anything, and it does not retry a FAILED execution (a retry would read the same one). "
+            "To send the command again, Clear **`climate_off`** with Downstream."
         ),
     )
     send >> wait

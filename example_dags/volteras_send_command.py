@@ -21,9 +21,9 @@ before anything is sent.
 
 **When the task fails**, its log starts with one line: the command, the vehicle, the `failedReason`
 and whether Airflow retries. A retryable failure is retried by Airflow and sends the command again. After
-a fatal one, fix the cause (the log says what to do), then open the task instance's **Storage** tab
-(Task State Store), delete the key `volteras_command_execution` and Clear the task, or trigger a new
-run. Clearing without deleting the key only reports the earlier failure again.
+a fatal one, fix the cause (the log says what to do), then **Clear the task**: a person's Clear after a
+FAILED command sends exactly one new command (Airflow's own retries never do after a fatal failure). See
+docs/recovery.md.
 
 Simulator test ids: `sim-ok-demo-1` (executed), `sim-fail-OEM_VEHICLE_OFFLINE-demo` (fails,
 retryable), `sim-fail-OEM_OAUTH_TOKEN_EXPIRED` (fails, fatal), `sim-stuck-demo` (stays pending).

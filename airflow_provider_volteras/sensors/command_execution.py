@@ -65,14 +65,17 @@ class CommandExecutionSensor(CommandWaitMixin, BaseSensorOperator):
     :param poke_interval: Longest pause between two status checks, in seconds (polls start ~1 s apart).
     :param timeout: How long to wait, in seconds or a ``timedelta``; a command still pending then
         fails the task (retryable, unlike a plain sensor timeout).
-    :param retryable_reasons: ``failedReason`` codes to treat as retryable for this task.
-    :param fatal_reasons: ``failedReason`` codes to treat as fatal for this task.
+    :param retryable_reasons: ``failedReason`` codes to treat as retryable (the failure message's advice
+        only: a FAILED execution fails the sensor at once whatever its reason, since a retry would read the
+        same execution; its message names the Clear of the sending task that sends again).
+    :param fatal_reasons: ``failedReason`` codes to treat as fatal (the same).
     :param mode: ``"poke"`` (default): wait in the worker or, with ``deferrable``, in the triggerer.
         ``"reschedule"``: read the execution once per ``poke_interval`` and free the worker slot in between
         (the task is ``up_for_reschedule`` meanwhile); ``timeout`` counts from the first check. Not with
         ``deferrable=True``, which frees the slot too.
-    :param soft_fail: Skip the task, rather than fail it, when the command failed fatally or was still
-        not finished at ``timeout`` (what Airflow's sensors skip). A retryable failure is retried as usual.
+    :param soft_fail: Skip the task, rather than fail it, when the command FAILED or was still not
+        finished at ``timeout`` (what Airflow's sensors skip). A retryable failure (a read error) is retried
+        as usual.
     :param never_fail: Skip the task on every failure, retryable ones included.
 
     ``exponential_backoff``, ``max_wait`` and ``silent_fail`` of Airflow's sensors are refused when the DAG is
