@@ -62,7 +62,11 @@ def test_the_plugin_is_registered_once_whatever_the_provider_discovery():
     [entry] = [ep for ep in distribution("airflow-provider-volteras").entry_points if ep.group == "airflow.plugins"]
     assert entry.value == "airflow_provider_volteras.plugins.connection_test:VolterasPlugin"
     code = (
-        "from airflow import plugins_manager as pm; plugins, errors = pm._get_plugins();"
+        "from airflow import plugins_manager as pm\n"
+        "if hasattr(pm, '_get_plugins'):\n"  # Airflow 3.2 and later
+        "    plugins, errors = pm._get_plugins()\n"
+        "else:\n"  # Airflow 3.1: module globals
+        "    pm.ensure_plugins_loaded(); plugins, errors = pm.plugins, pm.import_errors\n"
         "print(sorted(p.name for p in plugins if p.name == 'volteras'), errors)"
     )
     for lazy in ("True", "False"):
