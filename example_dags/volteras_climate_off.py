@@ -14,8 +14,8 @@ command, the vehicle and the `failedReason`; then what the reason means and what
 
 **To send the command again** (for a fatal reason such as expired owner consent, once the cause is
 fixed): **Clear `climate_off` with "Downstream" selected**. A person's Clear after a FAILED command
-sends exactly one new command; the sensor then waits for that one. Clearing only
-`wait_for_climate_off` never sends anything. See docs/recovery.md (Clear or retry).
+sends exactly one new command; the sensor then waits for that one.
+Clearing only `wait_for_climate_off` never sends anything. See docs/recovery.md (Clear or retry).
 
 **Where each task waits.** `climate_off` runs in a worker only for the seconds the request takes; it
 waits for nothing. `wait_for_climate_off` passes `deferrable=True`: it watches the command in the worker
