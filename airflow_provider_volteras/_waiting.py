@@ -186,7 +186,12 @@ class CommandWaitMixin(VolterasTaskMixin):
             if CommandTaskMixin.worker_first_seconds > 0:
                 try:
                     early = self.hook.wait_for_command_execution(
-                        vehicle_id, execution_id, deadline=first, poll_interval=self.wait_poll_interval, command=command
+                        vehicle_id,
+                        execution_id,
+                        deadline=first,
+                        poll_interval=self.wait_poll_interval,
+                        command=command,
+                        hand_over=first < deadline,
                     )
                 except RECOVERABLE_POLL_ERRORS as err:
                     self.log.warning("Could not read execution %s yet (%s); waiting for it", execution_id, err)

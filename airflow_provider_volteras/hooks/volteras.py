@@ -647,11 +647,13 @@ class VolterasHook(BaseHook):
         deadline: float,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         command: str | VehicleCommand | None = None,
+        hand_over: bool = False,
     ) -> dict[str, Any] | None:
         """Poll until the execution is ``EXECUTED`` or ``FAILED``; ``None`` if still pending at ``deadline``.
 
         ``deadline`` is an absolute UTC epoch time. Polls start about a second apart and slow down
-        up to ``poll_interval`` seconds; polls that get no answer are logged and retried.
+        up to ``poll_interval`` seconds; polls that get no answer are logged and retried. ``hand_over``: a
+        trigger waits on after ``deadline``, so while webhooks flow there is no last read at the deadline.
         """
         import asyncio
 
@@ -670,6 +672,7 @@ class VolterasHook(BaseHook):
                     poll_now=False,
                     final_grace=final_read_grace(self.settings),
                     wake=wake,
+                    hand_over=hand_over,
                 )
             return final
 

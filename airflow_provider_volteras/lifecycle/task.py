@@ -198,7 +198,7 @@ class CommandTaskMixin(VolterasTaskMixin):
         if pending and self.deferrable:
             first = min(deadline, started + self.worker_first_seconds)
             if self.worker_first_seconds > 0:
-                for vid, result in self._wait_here(pending, command, first).items():
+                for vid, result in self._wait_here(pending, command, first, hand_over=first < deadline).items():
                     if result["status"] != "PENDING" or first >= deadline:
                         waits[vid] = result
             still = {vid: eid for vid, eid in pending.items() if vid not in waits}
@@ -217,7 +217,9 @@ class CommandTaskMixin(VolterasTaskMixin):
             )
         return self.conclude(context, records, judge, vehicles, settled, waits, reattached, time.time() - started)
 
-    def _wait_here(self, pending: Mapping[str, str], command: str, until: float) -> dict[str, VehicleWait]:
+    def _wait_here(
+        self, pending: Mapping[str, str], command: str, until: float, *, hand_over: bool = False
+    ) -> dict[str, VehicleWait]:
         from airflow_provider_volteras.lifecycle.watch import wait_in_worker
 
         return wait_in_worker(
@@ -228,6 +230,7 @@ class CommandTaskMixin(VolterasTaskMixin):
             poll_interval=self.wait_poll_interval,
             log=self.log,
             concurrency=self.concurrency,
+            hand_over=hand_over,
         )
 
     def _defer(

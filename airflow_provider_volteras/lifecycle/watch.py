@@ -120,11 +120,17 @@ async def watch_one(
     jitter: float = 0.0,
     final_grace: float = FINAL_READ_GRACE,
     wake: WebhookWake | None = None,
+    hand_over: bool = False,
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """``(terminal execution or None at the deadline, last execution read)``; raises what ends the wait.
 
     ``wake``: the connection's webhook bus, when webhooks are on: a pause between two reads ends early
     when the execution's webhook comes, and stretches while webhooks flow (see the module's doc).
+
+    ``hand_over``: a trigger takes the wait over at ``deadline`` (a task's first seconds in the worker).
+    While webhooks flow, the last read at the deadline is then left out: the trigger subscribes and reads
+    the execution's key before it pauses, so an end announced meanwhile wakes it at once, and it reads the
+    execution itself before deciding. (Polling, the last read stays: it may spare the deferral.)
     """
     plan = WaitPlan(deadline=deadline, poll_interval=poll_interval, jitter=jitter)
     if poll_now:
@@ -145,12 +151,14 @@ async def watch_one(
             await listener.after_read(outcome)
         return outcome
 
+    last_read = True
     if wake is None:
         final = await adrive(watch_flow(plan, log, what), poll)
     else:
         async with wake.watch(execution_id, what) as listener:  # subscribed (and its key read) before any pause
             final = await adrive(watch_flow(plan, log, what), poll)
-    if final is None:
+            last_read = not (hand_over and listener.mode() == "webhooks")
+    if final is None and last_read:
         # The deadline passed (perhaps before the wait even started): one last, short read.
         outcome = await read(vehicle_id, execution_id, time.time() + final_grace)
         if isinstance(outcome, dict):
@@ -172,6 +180,7 @@ async def watch_executions(
     jitter: float = 0.1,
     final_grace: float = FINAL_READ_GRACE,
     wake: WebhookWake | None = None,
+    hand_over: bool = False,
 ) -> dict[str, VehicleWait]:
     """Wait for every ``{vehicle_id: execution_id}`` at once; one :class:`VehicleWait` per vehicle."""
     from airflow_provider_volteras.failures import api_failure
@@ -192,6 +201,7 @@ async def watch_executions(
                 jitter=jitter,
                 final_grace=final_grace,
                 wake=wake,
+                hand_over=hand_over,
             )
         except VolterasError as err:
             failure = api_failure(err, vehicle_id=vehicle_id, command=label, execution_id=execution_id, sent=True)
@@ -272,8 +282,10 @@ def wait_in_worker(
     log: Any,
     concurrency: int = 8,
     poll_now: bool = False,
+    hand_over: bool = False,
 ) -> dict[str, VehicleWait]:
-    """The in-worker wait: :func:`watch_executions` run to its end in this thread, over the sync hook."""
+    """The in-worker wait: :func:`watch_executions` run to its end in this thread, over the sync hook
+    (``hand_over``: a trigger takes over at ``deadline``, see :func:`watch_one`)."""
     from airflow_provider_volteras._core.waiting import final_read_grace
 
     async def main() -> dict[str, VehicleWait]:
@@ -289,6 +301,7 @@ def wait_in_worker(
                 jitter=0.0,
                 final_grace=final_read_grace(hook.settings),
                 wake=wake,
+                hand_over=hand_over,
             )
 
     return asyncio.run(main())
