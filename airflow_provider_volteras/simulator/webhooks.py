@@ -8,8 +8,13 @@ Airflow API server's receiver, ``/volteras/webhooks/<conn_id>``) as ``{"type": "
 :class:`WebhookFaults` makes deliveries ``delay``-ed, ``loss``-t, duplicated (the same message again, as a
 Svix retry), reordered (held back by ``reorder_delay`` so later ones overtake it), signed with the wrong
 secret (``forge``), or stamped ``stale`` (older than Svix's tolerance). Each is a probability from 0 to 1,
-drawn from one seeded random generator. Every attempt is recorded (:meth:`WebhookSender.deliveries`) with
-the answer the receiver gave and when.
+drawn from one seeded random generator; ``by_vehicle`` gives some vehicles faults of their own (probability
+1 makes a fault certain: one vehicle's webhooks lost, another's duplicated, ...). Every attempt is recorded
+(:meth:`WebhookSender.deliveries`) with the answer the receiver gave and when.
+
+The state tells the sender of an execution's end when the execution is created (its planned end) and again
+when a test forces it to end earlier (``finish_execution``): then the planned delivery is not sent (it is
+recorded as ``superseded``), as the platform never announces an end that did not happen.
 
 Deliveries go out on a few threads (``requests``), never on the simulator's request path.
 """
@@ -24,6 +29,7 @@ import random
 import secrets
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -68,12 +74,15 @@ class Delivery:
     execution_id: str
     message_id: str
     kind: str
-    """``ok``, ``duplicate``, ``forged`` or ``stale`` (a lost one is recorded as ``lost``, never sent)."""
+    """``ok``, ``duplicate``, ``forged`` or ``stale`` (a lost one is recorded as ``lost``, never sent; a
+    planned end replaced by a forced one as ``superseded``, never sent)."""
     due: float
     body: str
     sent_at: float | None = None
     answered_at: float | None = None
     status: int | None = None
+    #: The end it announces was planned by the state (``send_now`` deliveries are not).
+    planned: bool = False
 
 
 class WebhookSender:
@@ -86,6 +95,7 @@ class WebhookSender:
         secret: str,
         faults: WebhookFaults | None = None,
         *,
+        by_vehicle: Mapping[str, WebhookFaults] | None = None,
         threads: int = 4,
         timeout: float = 10.0,
     ) -> None:
@@ -93,6 +103,9 @@ class WebhookSender:
         self.url = url
         self.secret = secret
         self.faults = faults or WebhookFaults()
+        self.by_vehicle = dict(by_vehicle or {})
+        #: execution id -> message id of the last end the state announced for it
+        self._latest: dict[str, str] = {}
         self.timeout = timeout
         self._random = random.Random(self.faults.seed)
         self._queue: list[tuple[float, int, Delivery]] = []
@@ -125,7 +138,8 @@ class WebhookSender:
 
     def _ended(self, execution: dict[str, Any], ended_at: float) -> None:
         """Called by the state (under its lock) when an execution is created or forced to end."""
-        faults, draw = self.faults, self._random.random
+        faults = self.by_vehicle.get(str(execution.get("vehicleId")), self.faults)
+        draw = self._random.random
         execution_id = str(execution["id"])
         body = json.dumps(
             {
@@ -135,16 +149,17 @@ class WebhookSender:
             }
         )
         message_id = "msg_" + secrets.token_hex(12)
+        self._latest[execution_id] = message_id
         due = ended_at + faults.delay
         if draw() < faults.loss:
-            self._record(Delivery(execution_id, message_id, "lost", due, body))
+            self._record(Delivery(execution_id, message_id, "lost", due, body, planned=True))
             return
         if draw() < faults.reorder:
             due += faults.reorder_delay
         kind = "forged" if draw() < faults.forge else "stale" if draw() < faults.stale else "ok"
-        self._schedule(Delivery(execution_id, message_id, kind, due, body))
+        self._schedule(Delivery(execution_id, message_id, kind, due, body, planned=True))
         if draw() < faults.duplicate:
-            self._schedule(Delivery(execution_id, message_id, "duplicate", due + 0.2, body))
+            self._schedule(Delivery(execution_id, message_id, "duplicate", due + 0.2, body, planned=True))
 
     def send_now(self, execution_id: str, status: str, *, kind: str = "ok", vehicle_id: str = "veh") -> None:
         """Send one webhook at once (``kind``: ``ok``, ``forged`` or ``stale``) about any execution id and status."""
@@ -175,7 +190,12 @@ class WebhookSender:
                 if self._stop:
                     return
                 _, _, delivery = heapq.heappop(self._queue)
-            self._send(session, delivery)
+                superseded = delivery.planned and self._latest.get(delivery.execution_id) != delivery.message_id
+                if superseded:
+                    delivery.kind = "superseded"
+                    self._log.append(delivery)
+            if not superseded:
+                self._send(session, delivery)
 
     def _send(self, session: Any, delivery: Delivery) -> None:
         import requests

@@ -22,7 +22,8 @@ Each event loop (a triggerer's, or the in-worker wait's) has one :class:`Bus` pe
 waits like the HTTP session in ``hooks/_async.py``: **one** Redis connection, in RESP3, subscribed to the
 channel and reading the status keys on the same connection (RESP3 allows commands while subscribed).
 It dispatches announcements by ``(conn_id, execution_id)``, and reconnects with a growing backoff; while
-it is disconnected the waits poll on their normal schedule.
+it is disconnected the waits poll on their normal schedule. The connection names itself
+``volteras-bus:<host>:<pid>`` (``CLIENT LIST`` shows which process holds which connection).
 
 Imported only at run time by waits whose connection has webhooks on, and by the API server's receiver.
 """
@@ -34,6 +35,8 @@ import contextlib
 import json
 import logging
 import math
+import os
+import socket
 import time
 import weakref
 from collections import deque
@@ -392,7 +395,7 @@ class Bus:
                 self._seen_from(conn_id, values[2 * index], values[2 * index + 1])
 
     async def _connect(self) -> Any:
-        kwargs = self.settings.kwargs()
+        kwargs = {**self.settings.kwargs(), "client_name": connection_name()}
         if self.settings.ssl:
             conn: Any = aredis.SSLConnection(**kwargs, protocol=3)
         else:
@@ -469,6 +472,16 @@ class Bus:
 
 
 _PUSH = object()
+
+#: The prefix of the name each bus connection gives itself in Redis (``CLIENT SETNAME``).
+CONNECTION_NAME = "volteras-bus"
+
+
+def connection_name() -> str:
+    """``volteras-bus:<host>:<pid>``: one per process and loop, so ``CLIENT LIST`` tells who holds which."""
+    host = "".join(c if c.isalnum() or c in ".-_" else "_" for c in socket.gethostname())[:64]
+    return f"{CONNECTION_NAME}:{host}:{os.getpid()}"
+
 
 _BUSES: dict[tuple[int, tuple[Any, ...]], Bus] = {}
 #: Per event loop: redis conn id -> (settings, expiry), as the HTTP client caches connection settings.

@@ -107,3 +107,21 @@ def test_settings_from_an_airflow_redis_connection(redis_conn, redis_server):
 def test_bus_needs_a_loop():
     with pytest.raises(RuntimeError):
         Bus(RedisSettings("127.0.0.1", 1, 0, None, None, False, None))
+
+
+async def test_the_bus_connection_names_its_process(redis_server):
+    import os
+
+    import redis
+
+    from airflow_provider_volteras.webhooks.bus import connection_name
+
+    async with lend_bus(settings_of(redis_server)) as bus:
+        await until(lambda: bus.connected, "the bus connected")
+        probe = redis.Redis(host="127.0.0.1", port=redis_server.port)
+        try:
+            names = [c["name"] for c in probe.client_list() if c["name"]]
+        finally:
+            probe.close()
+    assert names == [connection_name()]
+    assert connection_name().startswith("volteras-bus:") and connection_name().endswith(f":{os.getpid()}")

@@ -89,3 +89,26 @@ async def test_lost_webhooks_the_safety_poll_concludes(sim, receiver_url):
     assert event["status"] == "failed" and event["execution"]["failedReason"] == "OEM_VEHICLE_OFFLINE"
     assert [d.kind for d in sender.deliveries(execution_id)] == ["lost"]
     assert reads(sim, execution_id) == 1  # the safety poll's one read
+
+
+def test_faults_per_vehicle_and_a_forced_end_replaces_the_planned_one(sim, receiver_url):
+    by_vehicle = {"snd-lost": WebhookFaults(loss=1.0), "snd-dup": WebhookFaults(duplicate=1.0)}
+    with WebhookSender(sim.state, receiver_url, SECRET, by_vehicle=by_vehicle) as sender:
+        ids = {}
+        for vid in ("snd-plain", "snd-lost", "snd-dup"):
+            sim.state.set_scenario(vid, outcome="EXECUTED", delay=1.0)  # the planned end, 1 s after the create
+            ids[vid] = VolterasHook().create_command_execution(vid, "CLIMATE_OFF")["id"]
+            sim.state.finish_execution(ids[vid], "FAILED", "OEM_VEHICLE_OFFLINE")  # ends earlier, otherwise
+        expected = {"snd-plain": 2, "snd-lost": 2, "snd-dup": 4}
+        deadline = time.monotonic() + 30
+        while any(len(sender.deliveries(ids[v])) < n for v, n in expected.items()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    kinds = {v: sorted((d.kind, d.status) for d in sender.deliveries(ids[v])) for v in ids}
+    assert kinds == {
+        "snd-plain": [("ok", 202), ("superseded", None)],
+        "snd-lost": [("lost", None), ("lost", None)],
+        "snd-dup": [("duplicate", 409), ("ok", 202), ("superseded", None), ("superseded", None)],
+    }
+    # What was sent announced the end that happened (FAILED), never the planned EXECUTED.
+    sent = [d for d in sender.deliveries() if d.status is not None]
+    assert sent and all('"status": "FAILED"' in d.body for d in sent)
