@@ -161,9 +161,10 @@ def task_state_store(context: Context, logger: Any = None) -> Any:
     if store is not None or HAS_TASK_STATE_STORE:
         return store
     ti = context.get("ti")
-    if ti is None:
-        return None
-    return VariableStateStore(ti.dag_id, ti.run_id, ti.task_id, getattr(ti, "map_index", -1), logger=logger)
+    dag_id, run_id, task_id = (getattr(ti, name, None) for name in ("dag_id", "run_id", "task_id"))
+    if not (isinstance(dag_id, str) and isinstance(run_id, str) and isinstance(task_id, str)):
+        return None  # not a running task instance (e.g. execute() called by hand)
+    return VariableStateStore(dag_id, run_id, task_id, getattr(ti, "map_index", -1), logger=logger)
 
 
 #: Longest Variable key Airflow stores (``variable.key`` is 250 characters).
@@ -213,7 +214,8 @@ class VariableStateStore:
         if len(plain) <= _MAX_KEY and _PLAIN.fullmatch(plain):
             return plain
         digest = hashlib.sha256(json.dumps(self._identity(key), sort_keys=True).encode()).hexdigest()[:40]
-        return f"{key}:{self.dag_id}:{self.task_id}"[: _MAX_KEY - 42] + f":{digest}"
+        readable = ":".join(re.sub(r"[^A-Za-z0-9_.-]", "_", part) for part in (key, self.dag_id, self.task_id))
+        return readable[: _MAX_KEY - 42] + f":{digest}"
 
     def _identity(self, key: str) -> dict[str, Any]:
         return {
