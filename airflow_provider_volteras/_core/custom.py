@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
 
+from airflow_provider_volteras._core.answers import parse_json_answer
 from airflow_provider_volteras._core.wire import ApiRequest, RawResponse
 from airflow_provider_volteras.exceptions import (
     VolterasInvalidInputError,
@@ -84,8 +85,6 @@ def resend_safe(error: BaseException) -> bool:
 
 def parse_any_answer(resp: RawResponse, request: ApiRequest) -> Any:
     """The JSON of a 2xx answer (``None`` when it has no body), or the typed error of any other answer."""
-    from airflow_provider_volteras._core.answers import parse_json_answer
-
     if 200 <= resp.status < 300 and not resp.body.strip():
         return None
     return parse_json_answer(resp, request)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NotRequired, TypedDict, TypeVar, cast
 
+from airflow_provider_volteras._core.answers import _unexpected, parse_json_answer, parse_page
 from airflow_provider_volteras._core.basics import validate_id
 from airflow_provider_volteras._core.wire import (
     MAX_LISTING_PAGES,
@@ -23,7 +24,7 @@ from airflow_provider_volteras._core.wire import (
     _seg,
     page_params,
 )
-from airflow_provider_volteras.exceptions import VolterasInvalidInputError, VolterasUnexpectedResponseError
+from airflow_provider_volteras.exceptions import VolterasInvalidInputError
 
 T = TypeVar("T")
 
@@ -145,16 +146,6 @@ def vehicle_tags_request(vehicle_id: str) -> ApiRequest:
 # ---------------------------------------------------------------------------------------------
 
 
-def _unexpected(request: ApiRequest, resp: RawResponse, what: str) -> VolterasUnexpectedResponseError:
-    return VolterasUnexpectedResponseError(
-        what,
-        method=request.method,
-        path=request.path,
-        status_code=resp.status,
-        request_id=resp.headers.get("x-request-id"),
-    )
-
-
 @dataclass(frozen=True)
 class VehiclePage:
     results: list[Vehicle]
@@ -165,8 +156,6 @@ class VehiclePage:
 
 def parse_vehicle_page(resp: RawResponse, request: ApiRequest) -> VehiclePage:
     """One page of vehicles; every vehicle must have an id a command could be sent to."""
-    from airflow_provider_volteras._core.answers import parse_json_answer, parse_page
-
     results, token = parse_page(resp, request)
     for item in results:
         try:
@@ -181,8 +170,6 @@ def parse_vehicle_page(resp: RawResponse, request: ApiRequest) -> VehiclePage:
 
 def parse_tags(resp: RawResponse, request: ApiRequest) -> list[Tag]:
     """The ``tags`` of a ``TagsList`` answer, each a ``{key, value}`` of text."""
-    from airflow_provider_volteras._core.answers import parse_json_answer
-
     body = parse_json_answer(resp, request)
     tags = body.get("tags") if isinstance(body, dict) else None
     if not isinstance(tags, list) or not all(
