@@ -16,7 +16,7 @@ from datetime import timedelta
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Literal
 
-from airflow_provider_volteras._compat import RetryDecision, RetryPolicy, retry_policy_ignored
+from airflow_provider_volteras._compat import HAS_TASK_STATE_STORE, RetryDecision, RetryPolicy, retry_policy_ignored
 from airflow_provider_volteras.exceptions import (
     VolterasApiError,
     VolterasAuthenticationError,
@@ -291,6 +291,13 @@ def state_store_steps(task_id: str | None = None, *, map_index: int | None = Non
     if map_index is not None:
         opening += f" (map index {map_index})"
     query = f"?map_index={map_index}" if map_index is not None else ""
+    if not HAS_TASK_STATE_STORE:  # Airflow 3.1 and 3.2: the record is an Airflow Variable (_compat.py)
+        variable = f"{STATE_KEY}:{{dag_id}}:{task}:{-1 if map_index is None else map_index}:{{run_id}}"
+        return (
+            f"in the Airflow UI, open Admin > Variables, delete the Variable '{variable}' (the task's log names "
+            f"it), then Clear {which}. Or trigger a new DAG run. (REST API: DELETE /api/v2/variables/{variable}, "
+            "then clear the task.)"
+        )
     return (
         f"{opening} in the Airflow UI, go to its Storage tab (Task State Store), delete "
         f"the key '{STATE_KEY}', then Clear {which}. Or trigger a new DAG run. (REST API: DELETE "
