@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,3 +51,28 @@ def under_default_deferrable(setting: str) -> pytest.MonkeyPatch:
 def waited_in(log: str) -> set[str]:
     """Where the tasks of a run waited for a command that was not finished: "triggerer", "worker"."""
     return {place for place, line in (("triggerer", DEFERS), ("worker", WAITS_IN_WORKER)) if line in log}
+
+
+@contextmanager
+def finished_once_waited_on(sim: Any, vehicle_id: str, polls: int = 2) -> Iterator[None]:
+    """Keep the vehicle's command PENDING until it was read ``polls`` times, then finish it EXECUTED: a task
+    reading it once and finding it pending must wait (in the worker or the triggerer), however slowly
+    ``dag.test()`` runs, and the wait then ends at once."""
+    sim.state.set_scenario(vehicle_id, outcome="EXECUTED", delay=600)
+    done = threading.Event()
+
+    def finish() -> None:
+        while not done.wait(0.05):
+            if len(sim.state.request_log(vehicle_id=vehicle_id, kind="poll")) >= polls:
+                for execution in sim.state.executions(vehicle_id):
+                    if execution["status"] == "PENDING":
+                        sim.state.finish_execution(execution["id"])
+                return
+
+    thread = threading.Thread(target=finish, name=f"finish-{vehicle_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(10)

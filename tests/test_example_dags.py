@@ -7,7 +7,13 @@ from __future__ import annotations
 import pytest
 
 from tests.dag_runner import run
-from tests.example_loading import DEFAULT_DEFERRABLE, load_examples, under_default_deferrable, waited_in
+from tests.example_loading import (
+    DEFAULT_DEFERRABLE,
+    finished_once_waited_on,
+    load_examples,
+    under_default_deferrable,
+    waited_in,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -27,8 +33,9 @@ def examples(airflow_db, default_deferrable):
 
 
 def test_climate_off_two_task_example(sim, examples, capfd):
-    sim.state.set_scenario("sim-ok", outcome="EXECUTED", delay=2)
-    result = run(examples["volteras_climate_off"], {"vehicle_id": "sim-ok"})
+    # Pending when the sensor first reads it (however long the sender took), EXECUTED once it waited.
+    with finished_once_waited_on(sim, "sim-ok"):
+        result = run(examples["volteras_climate_off"], {"vehicle_id": "sim-ok"})
     assert result.state == "success"
     assert result.task("climate_off").state == result.task("wait_for_climate_off").state == "success"
     assert sim.state.counters()["creates"] == {"sim-ok": {"CLIMATE_OFF": 1}}
