@@ -151,8 +151,8 @@ class WebhookSender:
         message_id = "msg_" + secrets.token_hex(12)
         self._latest[execution_id] = message_id
         due = ended_at + faults.delay
-        if draw() < faults.loss:
-            self._record(Delivery(execution_id, message_id, "lost", due, body, planned=True))
+        if draw() < faults.loss:  # recorded when it would have been sent
+            self._schedule(Delivery(execution_id, message_id, "lost", due, body, planned=True))
             return
         if draw() < faults.reorder:
             due += faults.reorder_delay
@@ -190,12 +190,12 @@ class WebhookSender:
                 if self._stop:
                     return
                 _, _, delivery = heapq.heappop(self._queue)
-                superseded = delivery.planned and self._latest.get(delivery.execution_id) != delivery.message_id
-                if superseded:
+                if delivery.planned and self._latest.get(delivery.execution_id) != delivery.message_id:
                     delivery.kind = "superseded"
+                if delivery.kind in ("superseded", "lost"):
                     self._log.append(delivery)
-            if not superseded:
-                self._send(session, delivery)
+                    continue
+            self._send(session, delivery)
 
     def _send(self, session: Any, delivery: Delivery) -> None:
         import requests

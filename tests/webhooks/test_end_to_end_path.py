@@ -106,7 +106,7 @@ def test_faults_per_vehicle_and_a_forced_end_replaces_the_planned_one(sim, recei
     kinds = {v: sorted((d.kind, d.status) for d in sender.deliveries(ids[v])) for v in ids}
     assert kinds == {
         "snd-plain": [("ok", 202), ("superseded", None)],
-        "snd-lost": [("lost", None), ("lost", None)],
+        "snd-lost": [("lost", None), ("superseded", None)],
         "snd-dup": [("duplicate", 409), ("ok", 202), ("superseded", None), ("superseded", None)],
     }
     # What was sent announced the end that happened (FAILED), never the planned EXECUTED.
