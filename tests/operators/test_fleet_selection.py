@@ -280,3 +280,27 @@ def test_a_selection_is_checked_when_the_dag_is_parsed():
         FleetClimateOffOperator(task_id="p", tag="fleet=x", preview="yes")
     # Templates are checked when the task runs.
     FleetClimateOffOperator(task_id="later", tag="{{ params.tag }}", preview="{{ params.preview }}")
+
+
+def test_a_clear_sends_again_within_the_recorded_selection(sim, dags, capfd):
+    """A person's Clear after a fatal failure is a new try of the same selection: the vehicle whose command
+    FAILED gets one new command, the one that EXECUTED nothing, and a vehicle tagged since nothing."""
+    from tests.lifecycle.test_clear import Run
+
+    sim.state.set_scenario(
+        "sel-consent",
+        outcome="EXECUTED",
+        delay=0.3,
+        sequence=[{"outcome": "FAILED", "failedReason": "OEM_OAUTH_TOKEN_EXPIRED", "delaySeconds": 0.3}],
+    )
+    tag(sim, ["sel-consent", "sel-fine"], "clr")
+    run = Run(dags.vs_tag, {"tag": "fleet=clr"})
+    first = run.go()
+    assert (first.state, first.task().try_number) == ("failed", 1)
+    sim.state.add_tag("DEVICE", "sel-later", "fleet", "clr")
+    sim.state.remove_tag("DEVICE", "sel-consent", "fleet", "clr")
+    cleared = run.go()
+    assert (cleared.state, cleared.task().try_number) == ("success", 2)
+    assert sorted(create_posts(sim)) == ["sel-consent", "sel-consent", "sel-fine"]
+    assert listings(sim) == 1
+    assert "selected by tag fleet=clr" in capfd.readouterr().out
