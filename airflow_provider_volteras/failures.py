@@ -326,11 +326,13 @@ def recovery_steps(retryable: bool, *, task_kind: TaskKind = "operator", sent_by
     if task_kind == "sensor":
         sender = f"task '{_ident(sent_by)}'" if sent_by else "the upstream task that sent it"
         when = "" if retryable else " once the cause is fixed"
+        who = f"it was sent by {sender}" if sent_by else "the upstream task sent it"
+        # The action first, on a line of its own: it is the one thing to read (the UI cuts long log lines).
         return (
-            f"This sensor only watches the command; it was sent by {sender}. Clearing this sensor alone "
-            f"only reads the same FAILED execution again. To send the command again{when}: Clear {sender} "
-            "with Downstream selected (or this sensor with Upstream selected): the sending task sends one new "
-            "command and this sensor waits for that one."
+            f"To send the command again{when}: Clear {sender} with Downstream selected (or this sensor with "
+            "Upstream selected): the sending task sends one new command and this sensor waits for that one.\n"
+            f"  This sensor only watches the command; {who}. Clearing this sensor alone only reads the same FAILED "
+            "execution again."
         )
     if retryable:
         return "A retry sends the command again (after a delay that fits the reason with VolterasRetryPolicy)."
