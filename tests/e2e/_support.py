@@ -221,3 +221,41 @@ def assert_the_retry_reattached(
     reattached = [line for line in task_log(airflow, SEND, run_id, "send_command", 2) if "Re-attaching" in line]
     assert len(reattached) == 1 and made[0]["id"] in reattached[0], reattached
     return final, tries
+
+
+def bus_connections(redis_port: int) -> list[int]:
+    """The pids of the webhook bus connections Redis has now (each names itself ``volteras-bus:<host>:<pid>``)."""
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=redis_port)
+    try:
+        names = [str(c.get("name") or "") for c in client.client_list()]
+    finally:
+        client.close()
+    return [int(n.rsplit(":", 1)[1]) for n in names if n.startswith("volteras-bus:")]
+
+
+def bus_connections_per_triggerer(airflow: Deployment, redis_port: int) -> dict[str, int]:
+    """Triggerer component -> bus connections held by its process tree (the triggerer and its trigger runner)."""
+    from ._deployment import descendants
+
+    pids = bus_connections(redis_port)
+    counts: dict[str, int] = {}
+    for name, comp in airflow.components.items():
+        if name.startswith("triggerer") and comp.alive():
+            tree = {comp.pid, *descendants(comp.pid)}
+            counts[name] = sum(1 for pid in pids if pid in tree)
+    return counts
+
+
+def mapped_task_log(
+    airflow: Deployment, dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int = 1
+) -> list[str]:
+    """A mapped task instance's log as the UI shows it (its trigger's lines included), one string per line."""
+    body = airflow.get(
+        f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
+        params={"full_content": "true", "map_index": map_index},
+        headers={"Accept": "application/json"},
+    )
+    content = body.get("content", [])
+    return [f"{c.get('event')} {c.get('result', '')}" if isinstance(c, dict) else str(c) for c in content]
