@@ -83,6 +83,7 @@ __all__ = [
     "AirflowPlugin",
     "AirflowSkipException",
     "AirflowTaskTimeout",
+    "CarriedOverStore",
     "ParamValidationError",
     "RetryDecision",
     "RetryPolicy",
@@ -155,16 +156,88 @@ async def amask_secret(secret: str) -> None:
 
 
 def task_state_store(context: Context, logger: Any = None) -> Any:
-    """The store a command task keeps its record in: Airflow 3.3's ``task_state_store``; before 3.3 a
+    """The store a command task keeps its record in: Airflow 3.3's ``task_state_store`` (which also finds a
+    record that a try on Airflow 3.1 or 3.2 left, see :class:`CarriedOverStore`); before 3.3 a
     :class:`VariableStateStore` for the running task instance; ``None`` when neither can be had."""
     store = context.get("task_state_store")
-    if store is not None or HAS_TASK_STATE_STORE:
-        return store
+    if not HAS_TASK_STATE_STORE and store is not None:
+        return store  # given by the caller (a test's context)
     ti = context.get("ti")
     dag_id, run_id, task_id = (getattr(ti, name, None) for name in ("dag_id", "run_id", "task_id"))
-    if not (isinstance(dag_id, str) and isinstance(run_id, str) and isinstance(task_id, str)):
-        return None  # not a running task instance (e.g. execute() called by hand)
-    return VariableStateStore(dag_id, run_id, task_id, getattr(ti, "map_index", -1), logger=logger)
+    if not (isinstance(dag_id, str) and isinstance(run_id, str) and isinstance(task_id, str)) or not _in_task():
+        return store  # not a running task instance (e.g. execute() called by hand)
+    map_index = getattr(ti, "map_index", -1)
+    if not HAS_TASK_STATE_STORE:
+        return VariableStateStore(dag_id, run_id, task_id, map_index, logger=logger)
+    if store is None:
+        return None
+    variables = VariableStateStore(dag_id, run_id, task_id, map_index, logger=logger, announce=False)
+    return CarriedOverStore(store, variables, logger or log)
+
+
+def _in_task() -> bool:
+    from airflow.sdk.execution_time import task_runner
+
+    return getattr(task_runner, "SUPERVISOR_COMMS", None) is not None
+
+
+class CarriedOverStore:
+    """Airflow 3.3's task state store that also finds the record a try on Airflow 3.1 or 3.2 left in its
+    Variable: a task retried, cleared or resumed from a deferral across an upgrade of Airflow re-attaches
+    to what that try sent. The Variable is read only when the store has no record; the record moves into
+    the store with the next write, and then the Variable is deleted."""
+
+    def __init__(self, store: Any, variables: VariableStateStore, logger: Any) -> None:
+        self.store = store
+        self.variables = variables
+        self.log = logger
+        self.carried: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self.store.get(key)
+        if value is not None:
+            return value
+        try:
+            value = self.variables.get(key)
+        except Exception as err:  # noqa: BLE001 - the store is the record on 3.3; the Variable only helps an upgrade
+            self.log.warning(
+                "Could not look for a record left before the upgrade to Airflow 3.3 in Variable %s (%s: %s).",
+                self.variables.variable_key(key),
+                type(err).__name__,
+                str(err)[:200],
+            )
+            return default
+        if value is None:
+            return default
+        self.carried.add(key)
+        self.log.info(
+            "Read this task's record from Variable %s, written by a try on Airflow 3.1 or 3.2; it moves to the "
+            "task state store with the next write.",
+            self.variables.variable_key(key),
+        )
+        return value
+
+    def set(self, key: str, value: Any, **kwargs: Any) -> None:
+        self.store.set(key, value, **kwargs)
+        self._forget(key)
+
+    def delete(self, key: str) -> None:
+        self.store.delete(key)
+        self._forget(key)
+
+    def _forget(self, key: str) -> None:
+        if key not in self.carried:
+            return
+        self.carried.discard(key)
+        try:
+            self.variables.delete(key)
+        except Exception as err:  # noqa: BLE001 - the store holds the record now; a leftover is read only without it
+            self.log.warning(
+                "Could not delete Variable %s (%s: %s); delete it by hand.",
+                self.variables.variable_key(key),
+                type(err).__name__,
+                str(err)[:200],
+            )
 
 
 #: Longest Variable key Airflow stores (``variable.key`` is 250 characters).
@@ -188,14 +261,23 @@ class VariableStateStore:
     Like the task state store, a write returns once the API server stored it, and a failure raises.
     """
 
-    def __init__(self, dag_id: str, run_id: str, task_id: str, map_index: int | None, logger: Any = None) -> None:
+    def __init__(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        map_index: int | None,
+        logger: Any = None,
+        *,
+        announce: bool = True,
+    ) -> None:
         self.dag_id = dag_id
         self.run_id = run_id
         self.task_id = task_id
         self.map_index = -1 if map_index is None else int(map_index)
         self.log = logger or log
         serialize_task_comms()
-        if _once("variable_store"):
+        if announce and _once("variable_store"):
             self.log.info(
                 "Airflow %s has no task state store (it came with Airflow 3.3): this provider keeps each command "
                 "task's record in an Airflow Variable named <record>:<dag_id>:<task_id>:<map_index>:<run_id>, "

@@ -233,3 +233,59 @@ def test_a_fleets_threads_take_turns_on_a_channel_without_a_lock(comms: FakeComm
     for thread in threads:
         thread.join()
     assert len(comms.sent) == 40 and comms.overlaps == 0
+
+
+class MemoryStore:
+    """Airflow 3.3's task state store as a command task uses it."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def set(self, key: str, value: Any, **_: Any) -> None:
+        self.values[key] = value
+
+    def delete(self, key: str) -> None:
+        self.values.pop(key, None)
+
+
+def test_a_try_after_an_upgrade_to_3_3_finds_what_a_try_on_3_1_recorded(comms: FakeComms) -> None:
+    """A task retried (or resumed from a deferral) across an upgrade of Airflow re-attaches to what the try on
+    3.1 or 3.2 sent: the Variable is read when the task state store has nothing, then moves into the store."""
+    before = records(VariableStateStore("d", "r", "t", -1))
+    before.load()
+    before.update({"car-1": {"id": "exec-1"}})
+    [variable] = comms.variables
+
+    state = MemoryStore()
+    log = Log()
+    after = records(compat.CarriedOverStore(state, VariableStateStore("d", "r", "t", -1, announce=False), log), log)
+    after.load()
+    assert after.entry("car-1") == {"id": "exec-1"}
+    assert any(variable in line and "Airflow 3.1 or 3.2" in line for line in log.lines), log.lines
+    after.update({"car-1": {"id": "exec-1", "final": {"status": "EXECUTED"}}})
+    assert state.values[STATE_KEY]["final"] == {"status": "EXECUTED"}
+    assert comms.variables == {}  # moved: a later try reads the task state store only
+
+    fresh = MemoryStore()
+    untouched = records(compat.CarriedOverStore(fresh, VariableStateStore("d", "r2", "t", -1, announce=False), log))
+    untouched.load()
+    assert untouched.entry("car-1") is None
+    untouched.update({"car-1": {"in_flight": {"since": 1}}})
+    assert comms.variables == {} and STATE_KEY in fresh.values  # nothing written to a Variable on 3.3
+
+
+def test_on_3_3_a_running_task_keeps_its_record_in_the_task_state_store(comms: FakeComms) -> None:
+    class Ti:
+        dag_id, run_id, task_id, map_index = "d", "r", "t", -1
+
+    state = MemoryStore()
+    store = compat.task_state_store({"task_state_store": state, "ti": Ti()})
+    if compat.HAS_TASK_STATE_STORE:
+        assert isinstance(store, compat.CarriedOverStore) and store.store is state
+    else:  # a context that brings a store (as a test's does) is used as it is
+        assert store is state
+        assert isinstance(compat.task_state_store({"ti": Ti()}), VariableStateStore)
+    assert compat.task_state_store({"task_state_store": state, "ti": object()}) is state  # execute() by hand
