@@ -32,9 +32,12 @@ if TYPE_CHECKING:
         AirflowException,
         AirflowFailException,
         AirflowNotFoundException,
+        AirflowRescheduleException,
+        AirflowSensorTimeout,
         AirflowSkipException,
         AirflowTaskTimeout,
         ParamValidationError,
+        TaskDeferred,
     )
     from airflow.sdk.plugins_manager import AirflowPlugin
 else:
@@ -43,18 +46,24 @@ else:
             AirflowException,
             AirflowFailException,
             AirflowNotFoundException,
+            AirflowRescheduleException,
+            AirflowSensorTimeout,
             AirflowSkipException,
             AirflowTaskTimeout,
             ParamValidationError,
+            TaskDeferred,
         )
     except ImportError:  # Airflow 3.1
         from airflow.exceptions import (
             AirflowException,
             AirflowFailException,
             AirflowNotFoundException,
+            AirflowRescheduleException,
+            AirflowSensorTimeout,
             AirflowSkipException,
             AirflowTaskTimeout,
             ParamValidationError,
+            TaskDeferred,
         )
     try:  # Airflow >= 3.2
         from airflow.sdk.configuration import conf
@@ -81,12 +90,15 @@ __all__ = [
     "AirflowFailException",
     "AirflowNotFoundException",
     "AirflowPlugin",
+    "AirflowRescheduleException",
+    "AirflowSensorTimeout",
     "AirflowSkipException",
     "AirflowTaskTimeout",
     "CarriedOverStore",
     "ParamValidationError",
     "RetryDecision",
     "RetryPolicy",
+    "TaskDeferred",
     "VariableStateStore",
     "amask_secret",
     "conf",

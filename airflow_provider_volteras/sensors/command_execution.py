@@ -9,6 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, BaseSensorOperator
 
+from airflow_provider_volteras._compat import (
+    AirflowFailException,
+    AirflowRescheduleException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    AirflowTaskTimeout,
+)
 from airflow_provider_volteras._core.basics import (
     DEFAULT_POLL_INTERVAL,
     DEFAULT_WAIT_TIMEOUT,
@@ -24,30 +31,6 @@ from airflow_provider_volteras.failures import TaskKind, api_failure, pending_at
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-    from airflow.sdk.exceptions import (
-        AirflowFailException,
-        AirflowRescheduleException,
-        AirflowSensorTimeout,
-        AirflowSkipException,
-        AirflowTaskTimeout,
-    )
-else:
-    try:  # Airflow >= 3.2
-        from airflow.sdk.exceptions import (
-            AirflowFailException,
-            AirflowRescheduleException,
-            AirflowSensorTimeout,
-            AirflowSkipException,
-            AirflowTaskTimeout,
-        )
-    except ImportError:  # Airflow 3.1
-        from airflow.exceptions import (
-            AirflowFailException,
-            AirflowRescheduleException,
-            AirflowSensorTimeout,
-            AirflowSkipException,
-            AirflowTaskTimeout,
-        )
 
 
 class CommandExecutionSensor(CommandWaitMixin, BaseSensorOperator):

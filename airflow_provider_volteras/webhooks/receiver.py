@@ -69,8 +69,8 @@ class _Endpoint:
 def _load_endpoint(conn_id: str) -> _Endpoint | None:
     """The connection's endpoint, or ``None`` when there is no such connection or webhooks are off for it."""
     from airflow.sdk import BaseHook
-    from airflow.sdk.exceptions import AirflowNotFoundException
 
+    from airflow_provider_volteras._compat import AirflowNotFoundException
     from airflow_provider_volteras._core.settings import ClientSettings
     from airflow_provider_volteras.exceptions import VolterasConfigurationError
 

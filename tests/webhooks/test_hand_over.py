@@ -12,8 +12,8 @@ import asyncio
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 
+from airflow_provider_volteras._compat import TaskDeferred
 from airflow_provider_volteras.lifecycle.task import CommandTaskMixin
 from airflow_provider_volteras.operators.commands import ClimateOffOperator
 from airflow_provider_volteras.sensors.command_execution import CommandExecutionSensor
