@@ -115,6 +115,7 @@ def test_every_example_says_where_it_waits(examples):
         ("volteras_climate_off", "wait_for_climate_off"),
         ("volteras_fleet_climate_off", "climate_off"),
         ("volteras_fleet_climate_off_batch", "climate_off"),
+        ("volteras_fleet_climate_off_by_tag", "climate_off"),
     }
     for dag_id, task_id in explicit:
         task = examples[dag_id].task_dict[task_id]
