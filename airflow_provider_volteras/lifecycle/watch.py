@@ -144,6 +144,8 @@ async def watch_one(
             await asyncio.sleep(pause)
         else:
             await listener.pause(pause, plan.deadline)
+        if time.time() >= plan.deadline - DEADLINE_SLACK:
+            raise _DeadlineReached  # not a read cut short (and no "polling failed" warning): the deadline came
         outcome = await read(vehicle_id, execution_id, plan.deadline)
         if isinstance(outcome, dict):
             last = outcome
@@ -153,10 +155,10 @@ async def watch_one(
 
     last_read = True
     if wake is None:
-        final = await adrive(watch_flow(plan, log, what), poll)
+        final = await _until_deadline(adrive(watch_flow(plan, log, what), poll))
     else:
         async with wake.watch(execution_id, what) as listener:  # subscribed (and its key read) before any pause
-            final = await adrive(watch_flow(plan, log, what), poll)
+            final = await _until_deadline(adrive(watch_flow(plan, log, what), poll))
             last_read = not (hand_over and listener.mode() == "webhooks")
     if final is None and last_read:
         # The deadline passed (perhaps before the wait even started): one last, short read.
@@ -166,6 +168,21 @@ async def watch_one(
             if is_terminal(outcome):
                 final = outcome
     return final, last
+
+
+#: A pause that ends this close to the wait's deadline is the end of the wait: no read is started then.
+DEADLINE_SLACK = 0.05
+
+
+class _DeadlineReached(Exception):
+    """A pause of the watch ended at the wait's deadline: no read then (the last one follows)."""
+
+
+async def _until_deadline(flow: Awaitable[dict[str, Any] | None]) -> dict[str, Any] | None:
+    try:
+        return await flow
+    except _DeadlineReached:
+        return None
 
 
 async def watch_executions(

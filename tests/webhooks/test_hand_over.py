@@ -18,9 +18,9 @@ from airflow_provider_volteras.lifecycle.task import CommandTaskMixin
 from airflow_provider_volteras.operators.commands import ClimateOffOperator
 from airflow_provider_volteras.sensors.command_execution import CommandExecutionSensor
 from tests.lifecycle.test_promise import Store, context
-from tests.webhooks.test_watch import announce, announce_when_done, create, hooked, reads
+from tests.webhooks.test_watch import Logs, announce, announce_when_done, create, hooked, logs, reads
 
-__all__ = ["hooked"]  # the fixture, imported for pytest
+__all__ = ["hooked", "logs"]  # the fixtures, imported for pytest
 
 FIRST_SECONDS = 2.0
 
@@ -50,7 +50,7 @@ def fire(sim: Any, port: int, deferred: TaskDeferred, execution_id: str, msg_id:
     return asyncio.run(main())
 
 
-def test_a_deferred_command_costs_one_status_read_in_all(hooked, redis_server, worker_first) -> None:
+def test_a_deferred_command_costs_one_status_read_in_all(hooked, redis_server, worker_first, logs: Logs) -> None:
     asyncio.run(announce(redis_server.port, "warm", "EXECUTED", "msg_warm"))  # webhooks flow
     hooked.state.set_scenario("ho-car-1", outcome="EXECUTED", delay=worker_first + 3.0)
     op = ClimateOffOperator(task_id="climate_off", vehicle_id="ho-car-1", deferrable=True)
@@ -59,6 +59,8 @@ def test_a_deferred_command_costs_one_status_read_in_all(hooked, redis_server, w
     [execution] = hooked.state.executions("ho-car-1")
     # The first seconds in the worker read nothing (no webhook came), nor does the hand-over.
     assert reads(hooked, execution["id"]) == 0
+    # The first seconds ended at their deadline, which is no failed read.
+    assert "did not end by the wait's deadline" not in logs.text and "failure(s) in a row" not in logs.text
     event = fire(hooked, redis_server.port, deferred, execution["id"], "msg_ho1")
     result = op.execute_complete(context(store, op), event=event, **(deferred.kwargs or {}))
     assert result["status"] == "EXECUTED" and result["id"] == execution["id"]
