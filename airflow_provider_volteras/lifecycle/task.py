@@ -203,7 +203,15 @@ class CommandTaskMixin(VolterasTaskMixin):
                         waits[vid] = result
             still = {vid: eid for vid, eid in pending.items() if vid not in waits}
             if still:
-                self._defer(records, command, settled, still, reattached, deadline)
+                # What ended in the worker is settled here: the resumed task knows only what the
+                # deferral carries and what the record holds, never this try's waits.
+                earlier = set(reattached)
+                ended = {}
+                for vid, result in waits.items():
+                    outcome = judge.of_wait(result, time.time() - started)
+                    outcome["origin"] = "earlier try" if vid in earlier else "sent"
+                    ended[vid] = outcome
+                self._defer(records, command, {**settled, **ended}, still, reattached, deadline)
         elif pending:
             self.log.info("%d %s execution(s) are not finished; waiting in the worker.", len(pending), command)
             waits = wait_in_worker(

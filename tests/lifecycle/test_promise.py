@@ -494,3 +494,39 @@ def test_a_rate_limited_failure_carries_the_vehicles_rate_limit_window(sim: Any,
         op.execute(context(Store(), op))
     assert info.value.delay_kind == "rate_limited"
     assert windows and info.value.rate_limit_window_seconds == max(windows)
+
+
+# -- a fleet whose vehicles end apart: those that end in the worker's first seconds keep their outcome ------
+
+
+def test_a_vehicle_that_ends_before_the_fleet_defers_keeps_its_outcome(sim: Any, monkeypatch: Any) -> None:
+    from airflow_provider_volteras._compat import TaskDeferred
+    from airflow_provider_volteras.lifecycle.task import CommandTaskMixin
+
+    monkeypatch.setattr(CommandTaskMixin, "worker_first_seconds", 1.5)  # as deployed: watched in the worker first
+    quick, slow = "car-ends-quick", "car-ends-slow"
+    sim.state.set_scenario(quick, outcome="EXECUTED", delay=0.1)
+    sim.state.set_scenario(slow, outcome="EXECUTED", delay=4.0)
+    store, events = Store(), Events()
+    op = VolterasFleetCommandOperator(
+        task_id="t", vehicle_ids=[quick, slow], command="CLIMATE_OFF", deferrable=True, timeout=60, poll_interval=0.5
+    )
+    with pytest.raises(TaskDeferred) as info:
+        op.execute(context(store, op, events))
+    deferred = info.value
+    # Only the vehicle still running is handed to the trigger.
+    assert set(deferred.trigger.executions) == {slow}
+
+    async def fire() -> Any:
+        return [e.payload async for e in deferred.trigger.run()][0]
+
+    event = asyncio.run(fire())
+    resumed = VolterasFleetCommandOperator(
+        task_id="t", vehicle_ids=[quick, slow], command="CLIMATE_OFF", deferrable=True, timeout=60, poll_interval=0.5
+    )
+    result = resumed.execute_complete(context(store, resumed, events), event=event, **(deferred.kwargs or {}))
+    assert {r["vehicle_id"]: r["status"] for r in result} == {quick: "EXECUTED", slow: "EXECUTED"}
+    assert sorted(uri for uri, _ in events.added) == [
+        f"volteras://vehicles/{vid}/commands/CLIMATE_OFF" for vid in sorted([quick, slow])
+    ]
+    assert creates(sim, quick) == 1 and creates(sim, slow) == 1
