@@ -518,7 +518,9 @@ def test_a_vehicle_that_ends_before_the_fleet_defers_keeps_its_outcome(sim: Any,
     assert set(deferred.trigger.executions) == {slow}
 
     async def fire() -> Any:
-        return [e.payload async for e in deferred.trigger.run()][0]
+        async for e in deferred.trigger.run():
+            return e.payload
+        raise AssertionError("the trigger fired no event")
 
     event = asyncio.run(fire())
     resumed = VolterasFleetCommandOperator(
