@@ -27,6 +27,11 @@ worker for the first few seconds (where most commands end), then waits in the **
 default_deferrable`, which Airflow ships `False`) would hold up to 1,024 worker slots for up to ten
 minutes each.
 
+**The fleet's outcome at a glance.** ``fleet_outcome`` runs once every vehicle's task has ended (their
+retries included) and logs what a fleet operator logs: one table of every vehicle's outcome, counts by
+outcome and by failed reason, and the vehicles to act on. It fails (no retry) when any vehicle did not end
+EXECUTED, so the run is red then too; it reads what each vehicle's task recorded and sends nothing.
+
 **Size.** One mapped task per vehicle stops at Airflow's ``[core] max_map_length`` (1,024) and costs two
 worker launches per vehicle; for larger fleets use ``volteras_fleet_climate_off_batch`` (one task per
 chunk of 500 vehicles, one trigger per chunk).
@@ -34,13 +39,15 @@ chunk of 500 vehicles, one trigger per chunk).
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import datetime, timedelta
 
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, Param, get_current_context, task
 
 from airflow_provider_volteras.failures import VolterasRetryPolicy
 from airflow_provider_volteras.hooks.volteras import VolterasHook
+from airflow_provider_volteras.lifecycle.summary import report_mapped_fleet
 from airflow_provider_volteras.operators.commands import ClimateOffOperator
 
 FLEET_TAG = "fleet=demo"  # the simulator's demo vehicles carry it: tag yours (POST /v1/tags), or replace it
@@ -103,7 +110,7 @@ with DAG(
         source = {"vehicle_ids": chosen["vehicle_ids"]} if chosen.get("vehicle_ids") else {"tag": chosen["tag"]}
         return VolterasHook().select_vehicles(**source, max_vehicles=1024)
 
-    ClimateOffOperator.partial(
+    climate_off = ClimateOffOperator.partial(
         task_id="climate_off",
         retries=3,
         retry_delay=timedelta(minutes=1),
@@ -114,3 +121,17 @@ with DAG(
         # The UI shows each mapped task by its vehicle, not by 0, 1, 2.
         map_index_template="{{ task.vehicle_id }}",
     ).expand(vehicle_id=fleet())
+
+    @task(trigger_rule="all_done", retries=0)
+    def fleet_outcome() -> list[dict]:
+        """Every vehicle's outcome, counts by outcome and failed reason, the vehicles to act on (sends nothing)."""
+        context = get_current_context()
+        return report_mapped_fleet(
+            context,
+            task_id="climate_off",
+            vehicles=context["ti"].xcom_pull(task_ids="fleet"),
+            command="CLIMATE_OFF",
+            log=logging.getLogger("airflow.task"),
+        )
+
+    climate_off >> fleet_outcome()

@@ -450,19 +450,12 @@ class CommandTaskMixin(VolterasTaskMixin):
         return rate_limit_window(self.hook, vehicle_id, self.log)
 
     def log_outcomes(self, outcomes: list[Outcome], command: str) -> None:
+        """The outcome table, counts by outcome and by failed reason, and the vehicles to act on."""
+        from airflow_provider_volteras.lifecycle.summary import summary_lines
+
         self.log.info("%s outcome per vehicle:\n%s", command, outcome_table(outcomes))
-        counts: dict[str, int] = {}
-        reasons: dict[str, int] = {}
-        for o in outcomes:
-            counts[o["classification"]] = counts.get(o["classification"], 0) + 1
-            if o["classification"] in ("fatal", "retryable") and o.get("reason"):
-                reasons[str(o["reason"])] = reasons.get(str(o["reason"]), 0) + 1
-        self.log.info(
-            "%s: %s%s",
-            command,
-            ", ".join(f"{n} {k}" for k, n in sorted(counts.items())),
-            ("; by reason: " + ", ".join(f"{r} {n}" for r, n in sorted(reasons.items()))) if reasons else "",
-        )
+        for line in summary_lines(outcomes, command):
+            self.log.info("%s", line)
 
 
 class CommandTaskOperator(CommandTaskMixin, BaseOperator):

@@ -92,6 +92,12 @@ class VolterasCommandOperator(CommandTaskOperator):
         [outcome] = outcomes
         if outcome.get("execution_id"):
             self._push_id(context, outcome["execution_id"])
+        ti = context.get("ti")
+        if ti is not None:  # a fleet mapped one task per vehicle reports every vehicle's outcome from these
+            from airflow_provider_volteras.lifecycle.outcomes import slim
+            from airflow_provider_volteras.lifecycle.summary import OUTCOME_KEY
+
+            ti.xcom_push(key=OUTCOME_KEY, value=slim(outcome))
         if outcome["classification"] == "executed":
             execution = dict(outcome.get("execution") or {})
             execution.setdefault("id", outcome.get("execution_id"))

@@ -156,6 +156,9 @@ class Deployment:
     #: More extras of ``volteras_default`` and more environment for every component (the webhook tests').
     connection_extra: dict[str, Any] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: CeleryExecutor: an Airflow ``redis`` connection of this id to the broker's Redis (the webhook bus).
+    bus_conn_id: str | None = None
+    redis_port: int | None = None
     _token: str | None = None
     _http: requests.Session = field(default_factory=requests.Session)
 
@@ -325,6 +328,9 @@ class Deployment:
         self.env = self._build_env(sql_conn)
         if celery:
             broker = self._start_redis()
+            if self.bus_conn_id:
+                bus = {"conn_type": "redis", "host": "127.0.0.1", "port": self.redis_port, "extra": {"db": 0}}
+                self.env[f"AIRFLOW_CONN_{self.bus_conn_id.upper()}"] = json.dumps(bus)
             self.env.update(
                 {
                     "AIRFLOW__CELERY__BROKER_URL": broker,
@@ -465,7 +471,7 @@ class Deployment:
         """A private Redis server (the Celery broker) on a free port; returns its URL."""
         server = _redis_server()
         assert server is not None
-        port = free_port()
+        port = self.redis_port = free_port()
         folder = self.home / "redis"
         folder.mkdir()
         self.redis = Component(

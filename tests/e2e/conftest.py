@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_volteras.simulator.webhooks import new_signing_secret
+
 from ._deployment import Deployment
 from ._support import REPORT_KEY
 
@@ -90,9 +92,18 @@ def airflow(simulator: Any) -> Iterator[Deployment]:
     )
 
 
+#: The signing secret of the Celery deployment's webhook endpoint (the simulator signs with it).
+CELERY_WEBHOOK_SECRET = new_signing_secret()
+#: The Celery deployment's safety poll: longer than any of its waits, so every read there is one a webhook woke.
+CELERY_SAFETY_POLL = 300
+
+
 @pytest.fixture(scope="module")
 def celery_airflow(simulator: Any) -> Iterator[Deployment]:
-    """Airflow on CeleryExecutor: PostgreSQL, Redis, two Celery workers and two triggerers, on free ports."""
+    """Airflow on CeleryExecutor: PostgreSQL, Redis, two Celery workers and two triggerers, on free ports.
+
+    Webhooks are on for ``volteras_default``, with the broker's Redis as the bus (the ``redis`` connection
+    ``volteras_bus``). Until a test sends a webhook none flows, and every wait polls on the normal schedule."""
     yield from _running(
         Deployment(
             sim_base_url=simulator.base_url,
@@ -101,6 +112,15 @@ def celery_airflow(simulator: Any) -> Iterator[Deployment]:
             executor="CeleryExecutor",
             triggerers=2,
             workers=2,
+            bus_conn_id="volteras_bus",
+            connection_extra={
+                "webhook_signing_secret": CELERY_WEBHOOK_SECRET,
+                "webhook_redis_conn_id": "volteras_bus",
+                "webhook_safety_poll": CELERY_SAFETY_POLL,
+            },
+            # Each triggerer claims one new trigger per loop (Airflow's advice for several triggerers), so the
+            # waits of a run spread over both.
+            extra_env={"AIRFLOW__TRIGGERER__MAX_TRIGGER_TO_SELECT_PER_LOOP": "1"},
         )
     )
 

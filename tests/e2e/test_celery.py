@@ -7,6 +7,11 @@ workers, token requests per worker host and triggerer rather than per vehicle, a
 waits taken over by the other one, and a worker killed between the create and the deferral re-attaching on
 its retry. Redis and PostgreSQL come from Debian's packages (``apt-get install redis-server postgresql``,
 done by ``.ci/run``); without them these tests fail and say so.
+
+Webhooks are on for the deployment's connection, with the broker's Redis as the bus; the first three tests
+send none, so their waits poll as they would without webhooks. The last one sends the simulator's webhooks
+to the API server's receiver: every wait ends on its webhook with one status read, and each triggerer
+holds one bus connection, shared by all its waits.
 """
 
 from __future__ import annotations
@@ -18,17 +23,21 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_volteras.simulator.webhooks import WebhookSender
+
 from ._deployment import Deployment, descendants
 from ._support import (
     FLEET,
     SEND,
     StateLog,
     assert_the_retry_reattached,
+    bus_connections_per_triggerer,
     create_attempts,
     creates,
     executions,
     fleet_outcomes,
     long_waits_fleet,
+    mapped_task_log,
     mapped_tis,
     polls,
     prepare_fleet,
@@ -38,6 +47,7 @@ from ._support import (
     state_mismatches,
     wait_until,
 )
+from .conftest import CELERY_SAFETY_POLL, CELERY_WEBHOOK_SECRET
 
 pytestmark = [pytest.mark.e2e, pytest.mark.celery, pytest.mark.timeout(900)]
 
@@ -206,3 +216,85 @@ def test_worker_killed_between_create_and_defer_retry_reattaches_on_the_other(
     )
     # The retry ran on the surviving worker.
     assert final["hostname"] == survivor, record
+
+
+# --------------------------------------------------------------------------- 4. webhooks on the broker's Redis
+
+
+def test_webhooks_end_each_wait_with_one_read_and_each_triggerer_holds_one_bus_connection(
+    celery_airflow: Deployment, simulator: Any, record: dict[str, Any]
+) -> None:
+    airflow, sim = celery_airflow, simulator
+    assert airflow.redis_port is not None
+    fleet = [f"celwh-{i:02d}" for i in range(10)]
+    for vid in fleet:  # PENDING until the test ends them all at once
+        set_scenario(sim, vid, outcome="EXECUTED", delay=240.0)
+    url = f"{airflow.api_url}/volteras/webhooks/volteras_default"
+    with WebhookSender(sim.state, url, CELERY_WEBHOOK_SECRET) as sender:
+        sender.send_now("celwh-warm-up", "EXECUTED")  # webhooks flow from here on
+        wait_until("the warm-up webhook answered", lambda: sender.deliveries(), timeout=60, interval=0.2)
+        assert sender.deliveries()[0].status == 202, sender.deliveries()
+        prepare_fleet(airflow)
+        run_id = airflow.trigger(FLEET, {"vehicle_ids": fleet})
+        seen = StateLog()
+
+        def all_held() -> bool:
+            tis = mapped_tis(airflow, FLEET, run_id, "climate_off")
+            seen(list(tis.values()))
+            return len(tis) == len(fleet) and len(holders(tis)) == len(fleet)
+
+        wait_until("every mapped task deferred and held by a triggerer", all_held, timeout=300, interval=1.0)
+        ids = {vid: executions(sim, vid)[0]["id"] for vid in fleet}
+        hosts = triggerer_hosts(airflow)
+        held: dict[str, int] = {}
+        for job in holders(mapped_tis(airflow, FLEET, run_id, "climate_off")).values():
+            held[hosts[job]] = held.get(hosts[job], 0) + 1
+        # A trigger runs a moment after it is assigned; a triggerer's bus connects with its first wait.
+        redis_port = airflow.redis_port
+        wait_until(
+            "each triggerer holding waits on its bus",
+            lambda: bus_connections_per_triggerer(airflow, redis_port) == {h: int(h in held) for h in hosts.values()},
+            timeout=60,
+        )
+        connections = bus_connections_per_triggerer(airflow, redis_port)
+        reads_while_pending = polls(sim, ids.values())
+        for vid in fleet:
+            sim.state.finish_execution(ids[vid], "EXECUTED")
+        run = airflow.wait_run(FLEET, run_id, timeout=300, on_poll=seen, interval=1.0)
+        wait_until("every webhook answered", lambda: all(sender.deliveries(e) for e in ids.values()), 60)
+        answers = {vid: [d.status for d in sender.deliveries(ids[vid]) if d.kind == "ok"] for vid in fleet}
+
+    tis = mapped_tis(airflow, FLEET, run_id, "climate_off")
+    reads = polls(sim, ids.values())
+    delays = sorted(
+        sim.state.mark_times(ids[vid])["firstServedTerminalAt"]
+        - next(d.sent_at for d in sender.deliveries(ids[vid]) if d.kind == "ok")
+        for vid in fleet
+    )
+    log = mapped_task_log(airflow, FLEET, run_id, "climate_off", 0)
+    record.update(
+        run_state=run["state"],
+        state_mismatches=state_mismatches(airflow, FLEET, run_id),
+        triggers_per_triggerer=held,
+        bus_connections_per_triggerer=connections,
+        reads_while_pending=sum(reads_while_pending.values()),
+        reads_per_command=sorted(set(reads.values())),
+        detected_after_webhook_s=[round(d, 3) for d in delays],
+        creates_total=sum(creates(sim, fleet).values()),
+    )
+    assert run["state"] == "success", record
+    assert {(ti["state"], ti["try_number"]) for ti in tis.values()} == {("success", 1)}, record
+    assert creates(sim, fleet) == dict.fromkeys(fleet, 1) == create_attempts(sim, fleet), record
+    assert answers == {vid: [202] for vid in fleet}, answers
+    # Each command's one status read is the one its webhook woke: none while it was pending (the first seconds
+    # in a worker, the hand-over and the triggers read nothing), one after.
+    assert reads_while_pending == dict.fromkeys(ids.values(), 0), record
+    assert reads == dict.fromkeys(ids.values(), 1), record
+    # Both triggerers held waits, each on the one bus connection of its trigger runner.
+    assert set(held) == {"triggerer", "triggerer-2"}, record
+    assert connections == {"triggerer": 1, "triggerer-2": 1}, record
+    assert any(
+        f"Waiting on command.updated webhooks (connection volteras_default): safety poll every {CELERY_SAFETY_POLL} s"
+        in line
+        for line in log
+    ), log
