@@ -435,7 +435,7 @@ def test_a_clear_of_one_mapped_fleet_task_sends_one_new_command_to_its_vehicle(
 
     page.goto(f"{airflow.api_url}/dags/{FLEET}/runs/{run_id}/tasks/climate_off/mapped/{index}")
     page.get_by_text("Clear this task in the Airflow UI", exact=False).first.wait_for()
-    clear_in_the_ui(page, affected=1)
+    clear_in_the_ui(page, affected=2)  # the vehicle's task and, downstream, fleet_outcome (it reports again)
 
     again = rerun(airflow, FLEET, run_id)
     tis = mapped_tis(airflow, FLEET, run_id, "climate_off")
