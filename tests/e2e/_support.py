@@ -259,3 +259,23 @@ def mapped_task_log(
     )
     content = body.get("content", [])
     return [f"{c.get('event')} {c.get('result', '')}" if isinstance(c, dict) else str(c) for c in content]
+
+
+#: Seconds after a deferral before a test lets its trigger fire: a trigger that fires within seconds of the
+#: deferral meets Airflow 3.3.2's stale defer-exit race on a loaded machine (see ``state_mismatches``).
+DEFERRAL_SETTLE_S = 15.0
+
+
+def deferrals_settled(tis: Iterable[dict[str, Any]], seconds: float = DEFERRAL_SETTLE_S) -> bool:
+    """Every task instance is deferred, its trigger held by a triggerer and made at least ``seconds`` ago."""
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    for ti in tis:
+        trigger = ti.get("trigger") or {}
+        if ti["state"] != "deferred" or not trigger.get("triggerer_id") or not trigger.get("created_date"):
+            return False
+        made = datetime.fromisoformat(str(trigger["created_date"]).replace("Z", "+00:00"))
+        if (now - made).total_seconds() < seconds:
+            return False
+    return True

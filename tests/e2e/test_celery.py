@@ -34,6 +34,7 @@ from ._support import (
     bus_connections_per_triggerer,
     create_attempts,
     creates,
+    deferrals_settled,
     executions,
     fleet_outcomes,
     long_waits_fleet,
@@ -241,9 +242,9 @@ def test_webhooks_end_each_wait_with_one_read_and_each_triggerer_holds_one_bus_c
         def all_held() -> bool:
             tis = mapped_tis(airflow, FLEET, run_id, "climate_off")
             seen(list(tis.values()))
-            return len(tis) == len(fleet) and len(holders(tis)) == len(fleet)
+            return len(tis) == len(fleet) and deferrals_settled(tis.values())
 
-        wait_until("every mapped task deferred and held by a triggerer", all_held, timeout=300, interval=1.0)
+        wait_until("every mapped task deferred, held by a triggerer, settled", all_held, timeout=300, interval=1.0)
         ids = {vid: executions(sim, vid)[0]["id"] for vid in fleet}
         hosts = triggerer_hosts(airflow)
         held: dict[str, int] = {}
