@@ -30,13 +30,13 @@ class RunResult:
         return self.tasks[(task_id, map_index)]
 
 
-def install_dags(home: Path) -> Any:
-    """Copy the test DAG file into the DAGS_FOLDER and import it."""
+def install_dags(home: Path, name: str = "volteras_test_dags.py") -> Any:
+    """Copy a test DAG file of ``tests/dags`` into the DAGS_FOLDER and import it."""
     dags = home / "dags"
     dags.mkdir(exist_ok=True)
-    target = dags / "volteras_test_dags.py"
-    shutil.copy(DAGS_SRC / "volteras_test_dags.py", target)
-    spec = importlib.util.spec_from_file_location("volteras_test_dags", target)
+    target = dags / name
+    shutil.copy(DAGS_SRC / name, target)
+    spec = importlib.util.spec_from_file_location(target.stem, target)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

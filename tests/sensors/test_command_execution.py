@@ -8,7 +8,6 @@ import time
 import pytest
 
 from airflow_provider_volteras.hooks.volteras import VolterasHook
-from airflow_provider_volteras.triggers.command_execution import CommandExecutionTrigger
 from tests.dag_runner import install_dags, run
 
 pytestmark = pytest.mark.slow
@@ -19,20 +18,6 @@ MODES = ["vt_sensor", "vt_sensor_sync"]
 @pytest.fixture(scope="module")
 def dags(airflow_db):
     return install_dags(airflow_db)
-
-
-@pytest.fixture
-def deferred(monkeypatch):
-    seen: list[str] = []
-    original = CommandExecutionTrigger.run
-
-    async def recording_run(self):
-        seen.append(self.command_execution_id)
-        async for event in original(self):
-            yield event
-
-    monkeypatch.setattr(CommandExecutionTrigger, "run", recording_run)
-    return seen
 
 
 def finish_after_first_poll(sim, execution_id: str) -> threading.Thread:

@@ -5,48 +5,22 @@ refused when the DAG is parsed. The sensor never sends: the only create is the t
 
 from __future__ import annotations
 
-import importlib.util
-import shutil
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from airflow_provider_volteras.hooks.volteras import VolterasHook
 from airflow_provider_volteras.sensors.command_execution import CommandExecutionSensor
-from airflow_provider_volteras.triggers.command_execution import CommandExecutionTrigger
+from tests.dag_runner import install_dags
 
 pytestmark = pytest.mark.slow
-
-SOURCE = Path(__file__).resolve().parents[1] / "dags" / "volteras_sensor_settings_dags.py"
 
 
 @pytest.fixture(scope="module")
 def dags(airflow_db):
-    target = airflow_db / "dags" / SOURCE.name
-    target.parent.mkdir(exist_ok=True)
-    shutil.copy(SOURCE, target)
-    spec = importlib.util.spec_from_file_location("volteras_sensor_settings_dags", target)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture
-def deferred(monkeypatch):
-    seen: list[str] = []
-    original = CommandExecutionTrigger.run
-
-    async def recording_run(self):
-        seen.append(self.command_execution_id)
-        async for event in original(self):
-            yield event
-
-    monkeypatch.setattr(CommandExecutionTrigger, "run", recording_run)
-    return seen
+    return install_dags(airflow_db, "volteras_sensor_settings_dags.py")
 
 
 def send(sim, vehicle_id: str, **scenario) -> str:
