@@ -289,6 +289,9 @@ def test_lost_duplicated_reordered_forged_stale_and_late_webhooks_cost_latency_n
         reads_total={kind: reads[ids[vid]] for kind, vid in v.items()},
         reads_after_end=after_end,
         late_webhook_after_end_s=round(late.sent_at - sim.state.mark_times(ids[v["late"]])["terminalAt"], 1),
+        # Whether the late webhook ended that wait, or (about one time in five: 6 s of a 30 s period) a safety
+        # read came first; either way one read after the end decided, which is asserted below.
+        late_end_read_after_its_webhook=sim.state.mark_times(ids[v["late"]])["firstServedTerminalAt"] >= late.sent_at,
     )
     logs = {kind: task_log_of(airflow, run_id, tis[vid]) for kind, vid in v.items()}
     # Nothing sent twice, whatever the webhooks did.
@@ -301,8 +304,6 @@ def test_lost_duplicated_reordered_forged_stale_and_late_webhooks_cost_latency_n
     for kind in ("ok", "duplicated", "late", "reordered", "forged", "stale", "claim-failed", "lost"):
         assert after_end[kind] == 1, (kind, record)
     assert duplicated == [("duplicate", 409), ("ok", 202)], duplicated
-    # The late webhook (6 s after the end) is what ended that wait: nothing read the end before it came.
-    assert sim.state.mark_times(ids[v["late"]])["firstServedTerminalAt"] >= late.sent_at, record
     # The log says which mode each wait is in.
     assert any(WEBHOOK_MODE in line for line in logs["ok"]), logs["ok"]
     assert any("a webhook said EXECUTED but the API says PENDING" in line for line in logs["claim-pending"]), logs[
