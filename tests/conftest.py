@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from importlib.metadata import version as _version
 from pathlib import Path
 
 import pytest
@@ -22,11 +24,52 @@ os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
 os.environ["AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE"] = "True"
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
 os.environ.pop("AIRFLOW_CONN_VOLTERAS_DEFAULT", None)
+if _version("apache-airflow-core") < "3.3":
+    # Airflow 3.1 and 3.2's in-process execution API (dag.test) signs its tokens with [api_auth] jwt_secret
+    # and refuses to start without one (3.3's makes its own).
+    os.environ.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", secrets.token_urlsafe(32))
 
 ROOT = Path(__file__).resolve().parents[1]
 
 SIM_CLIENT_ID = "volteras-sim-client"
 SIM_CLIENT_SECRET = "volteras-sim-secret"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _in_process_api_waits_for_its_startup() -> None:
+    """Airflow 3.1 and 3.2's ``dag.test()`` starts its in-process execution API without waiting for the
+    app's startup (3.3 waits for it): a task's first request can meet an app whose lifespan has not
+    registered its services yet (``'State' object has no attribute 'svcs_registry'``) and the task fails.
+    Wait for the startup as Airflow 3.3 does; nothing changes on 3.3."""
+    import asyncio
+
+    from airflow_provider_volteras._compat import AIRFLOW_VERSION
+
+    if AIRFLOW_VERSION >= (3, 3):
+        return
+    import airflow.sdk.execution_time.supervisor as supervisor
+
+    started = supervisor.in_process_api_server
+    schedule = asyncio.run_coroutine_threadsafe
+
+    def in_process_api_server() -> object:
+        api = started()
+        startups: list = []
+
+        def keep(coro, loop):  # type: ignore[no-untyped-def]
+            startups.append(schedule(coro, loop))
+            return startups[-1]
+
+        asyncio.run_coroutine_threadsafe = keep
+        try:
+            api.transport  # noqa: B018 - schedules the app's lifespan on the transport's event loop
+        finally:
+            asyncio.run_coroutine_threadsafe = schedule
+        for startup in startups:
+            startup.result(timeout=60)
+        return api
+
+    supervisor.in_process_api_server = in_process_api_server
 
 
 @pytest.fixture(scope="session")
