@@ -1,4 +1,5 @@
-"""The record of what a command task sent, in Airflow's task state store.
+"""The record of what a command task sent, in Airflow's task state store (before Airflow 3.3, in an
+Airflow Variable named for the task instance: ``_compat.VariableStateStore``, docs/airflow-versions.md).
 
 One entry per vehicle, the same for a single-vehicle task and a fleet task::
 
