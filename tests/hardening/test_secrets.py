@@ -170,8 +170,9 @@ def test_no_secret_or_token_leaks(
     errors.append(("hook scope refused", info.value))
     sim.state.configure(grant_commands_scope=True)
     operator = ClimateOffOperator(task_id="canary", vehicle_id="sim-missing-canary", deferrable=False)
+    failing_ti = _Ti()
     with pytest.raises(VolterasError) as info:
-        operator.execute({"ti": _Ti(), "task_state_store": None})
+        operator.execute({"ti": failing_ti, "task_state_store": None})
     errors.append(("operator", info.value))
     execution = hook.create_command_execution("sim-ok-canary-3", "CLIMATE_OFF")
     trigger = CommandExecutionTrigger(
@@ -225,6 +226,9 @@ def test_no_secret_or_token_leaks(
         sweep.text("repr(trigger) during the runs", shown)
     for event in events:
         sweep.text("trigger error event", event.payload)
+    assert failing_ti.pushed, "the failing operator pushed no outcome"
+    for key, value in failing_ti.pushed:
+        sweep.text(f"xcom {key} of the failing operator", value)
     for where, error in errors:
         sweep.exception(where, error)
     for where, obj in (
@@ -266,5 +270,10 @@ def _wrong_secret_connection(base_url: str) -> str:
 
 
 class _Ti:
-    def xcom_push(self, key: str, value: Any) -> None:  # pragma: no cover - the operator fails before
-        raise AssertionError("nothing to push")
+    """The failing operator's task instance: what it pushes (its outcome, for a mapped fleet's summary) is swept."""
+
+    def __init__(self) -> None:
+        self.pushed: list[tuple[str, Any]] = []
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed.append((key, value))
