@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import time
 from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
@@ -198,6 +199,11 @@ def test_a_clear_after_a_killed_try_whose_command_failed_sends_once(sim: Any, da
     sim.state.set_scenario(vid, delay=0.2, sequence=[FATAL, EXECUTED])
     run = Run(dags.vt_clear_crash_in_flight_no_retry, {"vehicle_id": vid})
     assert run.go().state == "failed"
+    # The Clear comes once the killed try's command has FAILED (still PENDING, it is re-attached to instead).
+    give_up = time.monotonic() + 60
+    while statuses(sim, vid) != ["FAILED"] and time.monotonic() < give_up:
+        time.sleep(0.05)
+    assert statuses(sim, vid) == ["FAILED"]
     second = run.go()
     assert second.state == "success" and second.task().try_number == 2
     assert statuses(sim, vid) == ["FAILED", "EXECUTED"]
