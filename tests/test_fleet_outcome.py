@@ -123,11 +123,16 @@ def test_a_mapped_fleet_ends_with_its_outcome_at_a_glance(sim, fleet_examples, c
     # when a try starts, so until then the row shows its map index; and Airflow reports up_for_retry without
     # the label, which the API server stores, so the row waiting for its retry shows "1" until the retry
     # starts. These assertions fail once Airflow keeps the label: then update docs/fleet.md.
+    # A poller can miss a short-lived state (up_for_retry lasts the retry delay), so what it saw is checked
+    # only when it saw it; the row's last state and label are certain.
     seen = str(watcher.seen)
-    assert {label for state, label in watcher.seen if state == "up_for_retry"} == {"1"}, seen
-    # Once the retry has started, the label is back, and it is the last one.
-    after = watcher.seen[[state for state, _ in watcher.seen].index("up_for_retry") :]
-    assert ("running", RETRIED) in after and watcher.seen[-1] == ("success", RETRIED), seen
+    waiting = {label for state, label in watcher.seen if state == "up_for_retry"}
+    assert waiting <= {"1"}, seen
+    if waiting:
+        # Once the retry has started, the label is back.
+        after = watcher.seen[[state for state, _ in watcher.seen].index("up_for_retry") :]
+        assert ("running", RETRIED) in after, seen
+    assert watcher.seen[-1] == ("success", RETRIED), seen
 
 
 def test_a_chunked_fleet_ends_with_the_same_lines(sim, fleet_examples, capfd):
