@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_volteras._compat import AIRFLOW_VERSION
 from airflow_provider_volteras.operators.fleet import FLEET_STATE_KEY, chunk_label_template, chunked
 from airflow_provider_volteras.triggers.fleet import FleetCommandTrigger
 
@@ -273,7 +274,8 @@ def test_worker_killed_after_some_creates_retry_reattaches_without_duplicates(si
     origins = {o["vehicle_id"]: o["origin"] for o in outcomes}
     sent_in_try_1 = [vid for vid in fleet if origins[vid] == "earlier try"]
     assert len(sent_in_try_1) >= 3, origins  # try 2 re-attached to what try 1 created
-    assert "still pending (re-attached)" in log
+    if AIRFLOW_VERSION >= (3, 2):  # Airflow 3.1's dag.test() does not print the task's own log lines
+        assert "still pending (re-attached)" in log
 
 
 def test_bad_vehicle_id_fails_fatal_before_any_request(sim, dags):
