@@ -18,6 +18,7 @@ import airflow_provider_volteras._compat as compat
 from airflow_provider_volteras._compat import VariableStateStore
 from airflow_provider_volteras.lifecycle.records import STATE_KEY, Records
 from tests.dag_runner import install_dags, run
+from tests.lifecycle.test_promise import Store
 
 pytestmark = pytest.mark.slow
 
@@ -235,20 +236,7 @@ def test_a_fleets_threads_take_turns_on_a_channel_without_a_lock(comms: FakeComm
     assert len(comms.sent) == 40 and comms.overlaps == 0
 
 
-class MemoryStore:
-    """Airflow 3.3's task state store as a command task uses it."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, Any] = {}
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.values.get(key, default)
-
-    def set(self, key: str, value: Any, **_: Any) -> None:
-        self.values[key] = value
-
-    def delete(self, key: str) -> None:
-        self.values.pop(key, None)
+MemoryStore = Store  # Airflow 3.3's task state store as a command task uses it
 
 
 def test_a_try_after_an_upgrade_to_3_3_finds_what_a_try_on_3_1_recorded(comms: FakeComms) -> None:
